@@ -1,0 +1,612 @@
+"""Evaluating the energy IR with torch: one registry of intrinsics and a small interpreter.
+
+`INTRINSICS` maps every IR op to one small torch function — the only Python side of each
+`extern fn` in stdlib/prelude.sgl (adding an intrinsic = one extern line + one function here).
+A function's positional parameters are its IR inputs' values; keyword-only parameters ask the
+evaluator for context: `arg` (the node's argument), `grid` ((H, W) of the working grid),
+`dtype` and `device`.
+
+Value layouts (B = batch; constants have B = 1 and broadcast):
+  Scalar [B]   Vec2 [B, 2]   Vector [B, C]   Map [B, H, W]   Features [B, C, h, w]
+
+An `Evaluator` compiles a list of terms once (topological order with an explicit stack,
+broadcast lifts, three tiers of nodes) and then, per call, computes only the active terms:
+  fixed  — reads no recorded input (x(), box with constant corners, masks): computed once;
+  static — reads recorded inputs of other sources only: computed without gradient, cached
+           while the step and the input tensors stay the same;
+  live   — reads the guided run ("self"): computed with autograd on every call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Hashable, Mapping, Sequence
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from sgl.diagnostics import SGLError
+from sgl.ir.nodes import Node, Term
+
+SELF = "self"
+EPS = 1e-12  # denominators of normalisations and mass averages; sqrt's floor
+
+Grid = tuple[int, int]
+InputKey = tuple[str, str, Hashable]  # ("attn", source, words) or ("feat", source, layer)
+
+INTRINSICS: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def intrinsic(name: str):
+    """Register the torch implementation of the IR op `name`."""
+    def register(fn):
+        if name in INTRINSICS:
+            raise ValueError(f"intrinsic {name!r} registered twice")
+        INTRINSICS[name] = fn
+        return fn
+    return register
+
+
+# --- the one resampling of maps -------------------------------------------------------------
+
+def resample(m: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """A map [B, h, w] on the grid (H, W): bilinear, cell centres aligned (align_corners=False).
+    The only place where maps change resolution."""
+    if tuple(m.shape[-2:]) == tuple(grid):
+        return m
+    return F.interpolate(m.unsqueeze(1), size=tuple(grid), mode="bilinear", align_corners=False).squeeze(1)
+
+
+@functools.lru_cache(maxsize=32)
+def cell_centres(grid: Grid, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and y of every cell centre in image fractions, each [H, W] (cached: read-only)."""
+    h, w = grid
+    ys = (torch.arange(h, dtype=dtype, device=device) + 0.5) / h
+    xs = (torch.arange(w, dtype=dtype, device=device) + 0.5) / w
+    return xs.expand(h, w), ys[:, None].expand(h, w)
+
+
+def _per_batch(v: torch.Tensor, rank: int) -> torch.Tensor:
+    """A Scalar [B] viewed as [B, 1, …] to broadcast against a value with `rank` more dims."""
+    return v.reshape(v.shape[0], *([1] * rank))
+
+
+def _batched(*values: torch.Tensor) -> list[torch.Tensor]:
+    """Values with batch 1 expanded to the common batch (for ops that do not broadcast)."""
+    b = max(v.shape[0] for v in values)
+    return [v if v.shape[0] == b else v.expand(b, *v.shape[1:]) for v in values]
+
+
+# --- leaves ---------------------------------------------------------------------------------
+
+@intrinsic("attn")
+def attn(recorded: torch.Tensor, *, grid: Grid, dtype: torch.dtype) -> torch.Tensor:
+    """A recorded attention map [B, h, w], on the working grid, in the working dtype."""
+    return resample(recorded.to(dtype), grid)
+
+
+@intrinsic("feat")
+def feat(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+    """Recorded activations [B, C, h, w]; they keep their own grid (pool resamples the mask)."""
+    return recorded.to(dtype)
+
+
+@intrinsic("const")
+def const(*, arg, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A Scalar (arg: number) as [1] or a Vec2 (arg: (x, y)) as [1, 2]."""
+    values = list(arg) if isinstance(arg, (tuple, list)) else arg
+    return torch.tensor([values], dtype=dtype, device=device)
+
+
+@intrinsic("x")
+def x(*, grid: Grid, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return cell_centres(grid, dtype, device)[0].unsqueeze(0)
+
+
+@intrinsic("y")
+def y(*, grid: Grid, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return cell_centres(grid, dtype, device)[1].unsqueeze(0)
+
+
+def _edge_coverage(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, n]: the fraction of each of n cells of [0, 1] covered by the interval [lo, hi]."""
+    edges = torch.arange(n + 1, dtype=lo.dtype, device=lo.device) / n
+    overlap = torch.minimum(hi[:, None], edges[1:]) - torch.maximum(lo[:, None], edges[:-1])
+    return overlap.clamp_min(0) * n
+
+
+@intrinsic("box")
+def box(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, *, grid: Grid) -> torch.Tensor:
+    """The exact area of each cell covered by the box (so mean(box) is the box's area in the
+    image); differentiable in the corners."""
+    x0, y0, x1, y1 = _batched(x0, y0, x1, y1)
+    h, w = grid
+    return _edge_coverage(y0, y1, h)[:, :, None] * _edge_coverage(x0, x1, w)[:, None, :]
+
+
+CIRCLE_SUBSAMPLES = 4  # per cell side
+
+
+@intrinsic("circle")
+def circle(center: torch.Tensor, radius: torch.Tensor, *, grid: Grid) -> torch.Tensor:
+    """Cell coverage of the disc (radius in image fractions), anti-aliased: the mean over
+    4×4 sub-samples of a one-sub-sample-wide linear ramp at the edge, so it is differentiable
+    in the centre and the radius."""
+    center, radius = _batched(center, radius)
+    h, w = grid
+    s = CIRCLE_SUBSAMPLES
+    xs, ys = cell_centres((s * h, s * w), center.dtype, center.device)
+    dx = xs - center[:, 0, None, None]
+    dy = ys - center[:, 1, None, None]
+    dist = torch.sqrt((dx * dx + dy * dy).clamp_min(EPS))
+    ramp = max(1.0 / (s * h), 1.0 / (s * w))
+    inside = ((radius[:, None, None] - dist) / ramp + 0.5).clamp(0, 1)
+    return inside.reshape(-1, h, s, w, s).mean(dim=(2, 4))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_gray(path: str, mtime: float) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        gray = image.convert("L")
+        data = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
+        return data.reshape(gray.height, gray.width).to(torch.float32) / 255.0
+
+
+@intrinsic("mask")
+def mask(*, arg: str, grid: Grid, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A grayscale image file (white = 1) on the grid; files are read once per modification."""
+    path = Path(arg)
+    try:
+        image = _load_gray(str(path.resolve()), path.stat().st_mtime)
+    except (OSError, ValueError) as err:
+        raise SGLError.single("E240", f"cannot read the mask image `{arg}`",
+                              hint="give the path of a PNG or JPEG file, relative to the program",
+                              notes=[str(err)]) from None
+    return resample(image.to(device=device, dtype=dtype).unsqueeze(0), grid)
+
+
+# --- arithmetic (operands already lifted to broadcast; see Evaluator) ------------------------
+
+@intrinsic("add")
+def add(a, b):
+    return a + b
+
+
+@intrinsic("sub")
+def sub(a, b):
+    return a - b
+
+
+@intrinsic("mul")
+def mul(a, b):
+    return a * b
+
+
+@intrinsic("div")
+def div(a, b):
+    return a / b
+
+
+@intrinsic("neg")
+def neg(a):
+    return -a
+
+
+@intrinsic("pack")
+def pack(a, b):
+    """Two Scalars [B] → a Vec2 [B, 2]."""
+    return torch.stack(_batched(a, b), dim=-1)
+
+
+@intrinsic("get_x")
+def get_x(v):
+    return v[:, 0]
+
+
+@intrinsic("get_y")
+def get_y(v):
+    return v[:, 1]
+
+
+# --- thresholds -----------------------------------------------------------------------------
+
+@intrinsic("normalize")
+def normalize(m):
+    """Min–max normalised per batch element; a constant map becomes 0."""
+    lo = m.amin(dim=(1, 2), keepdim=True)
+    hi = m.amax(dim=(1, 2), keepdim=True)
+    return (m - lo) / (hi - lo).clamp_min(EPS)
+
+
+@intrinsic("softthr")
+def softthr(m, k):
+    """normalize, sigmoid(k·(a − 0.5)), normalize again (RESEARCH.md)."""
+    return normalize(torch.sigmoid(_per_batch(k, 2) * (normalize(m) - 0.5)))
+
+
+@intrinsic("hardthr")
+def hardthr(m, t):
+    """normalize, then 1 where a > t else 0; no gradient flows through it."""
+    with torch.no_grad():
+        return (normalize(m.detach()) > _per_batch(t, 2)).to(m.dtype)
+
+
+# --- reductions -----------------------------------------------------------------------------
+
+@intrinsic("sum")
+def sum_(m):
+    return m.sum(dim=(1, 2))
+
+
+@intrinsic("mean")
+def mean(m):
+    return m.mean(dim=(1, 2))
+
+
+@intrinsic("max")
+def max_(m):
+    return m.amax(dim=(1, 2))
+
+
+@intrinsic("min")
+def min_(m):
+    return m.amin(dim=(1, 2))
+
+
+@intrinsic("pool")
+def pool(f, m):
+    """Σ(m·f)/Σm per channel, [B, C]; m is detached and resampled to f's grid."""
+    weights = resample(m.detach(), tuple(f.shape[-2:])).unsqueeze(1)
+    return (weights * f).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(EPS)
+
+
+# --- map transforms -------------------------------------------------------------------------
+
+def _warp(m: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor) -> torch.Tensor:
+    """out[b, i, j] = m[b] read bilinearly at image fractions (src_x, src_y)[b, i, j], 0 outside."""
+    sample_at = torch.stack((2 * src_x - 1, 2 * src_y - 1), dim=-1)
+    return F.grid_sample(m.unsqueeze(1), sample_at, mode="bilinear", padding_mode="zeros",
+                         align_corners=False).squeeze(1)
+
+
+@intrinsic("shift")
+def shift(m, by):
+    """Translate by image fractions: out(p) = m(p − by)."""
+    m, by = _batched(m, by)
+    xs, ys = cell_centres(tuple(m.shape[-2:]), m.dtype, m.device)
+    return _warp(m, xs - by[:, 0, None, None], ys - by[:, 1, None, None])
+
+
+@intrinsic("scale")
+def scale(m, factor):
+    """Scale about the map's mass centroid c: out(p) = m(c + (p − c)/factor); a factor ≤ 0
+    counts as a tiny one."""
+    m, factor = _batched(m, factor)
+    xs, ys = cell_centres(tuple(m.shape[-2:]), m.dtype, m.device)
+    mass = m.sum(dim=(1, 2)).clamp_min(EPS)
+    cx = ((m * xs).sum(dim=(1, 2)) / mass)[:, None, None]
+    cy = ((m * ys).sum(dim=(1, 2)) / mass)[:, None, None]
+    f = factor.clamp_min(1e-6)[:, None, None]
+    return _warp(m, cx + (xs - cx) / f, cy + (ys - cy) / f)
+
+
+# --- helpers on Scalars and vectors ---------------------------------------------------------
+
+@intrinsic("abs")
+def abs_(v):
+    return v.abs()
+
+
+@intrinsic("sqrt")
+def sqrt(v):
+    return torch.sqrt(v.clamp_min(EPS))
+
+
+@intrinsic("norm")
+def norm(v):
+    """Euclidean length over the last dim (Vec2 or Vector); finite gradient at 0."""
+    return torch.sqrt((v * v).sum(dim=-1).clamp_min(EPS))
+
+
+@intrinsic("dot")
+def dot(a, b):
+    return (a * b).sum(dim=-1)
+
+
+@intrinsic("relu")
+def relu(v):
+    return v.clamp_min(0)
+
+
+@intrinsic("detach")
+def detach(m):
+    return m.detach()
+
+
+# --- distances ------------------------------------------------------------------------------
+
+@intrinsic("l1")
+def l1(a, b):
+    """Mean |a − b| over every non-batch element: [B]."""
+    d = (a - b).abs()
+    return d.reshape(d.shape[0], -1).mean(dim=1)
+
+
+@intrinsic("l2")
+def l2(a, b):
+    """Mean (a − b)² over every non-batch element: [B]."""
+    d = a - b
+    d = d * d
+    return d.reshape(d.shape[0], -1).mean(dim=1)
+
+
+# --- the interpreter ------------------------------------------------------------------------
+
+RANK = {"Scalar": 0, "Vec2": 1, "Vector": 1, "Map": 2, "Features": 3}
+BROADCASTING = frozenset({"add", "sub", "mul", "div"})
+CONTEXT = frozenset({"arg", "grid", "dtype", "device"})
+READS = frozenset({"attn", "feat"})
+
+
+@dataclass
+class Inputs:
+    """What the runtime recorded at one step: attention maps [B, h, w] by (source, words) and
+    activations [B, C, h, w] by (source, layer). Other sources may have batch 1 (broadcast)."""
+
+    attn: Mapping[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
+    feats: Mapping[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+
+    def get(self, key: InputKey) -> torch.Tensor | None:
+        kind, source, what = key
+        table = self.attn if kind == "attn" else self.feats
+        return table.get((source, what))
+
+    def batch_size(self) -> int:
+        """B: the batch of the guided run's inputs (else of any input, else 1)."""
+        tensors = [(s, t) for (s, _), t in [*self.attn.items(), *self.feats.items()]]
+        own = [t.shape[0] for s, t in tensors if s == SELF]
+        return max(own or [t.shape[0] for _, t in tensors] or [1])
+
+
+@dataclass(frozen=True)
+class EnergyOut:
+    """`total` [B]: Σ weight·value over the active terms (zeros when none is active).
+    `values[i]` [B]: term i's unweighted value, or None when the term was not active."""
+
+    total: torch.Tensor
+    values: tuple[torch.Tensor | None, ...]
+
+    @property
+    def active(self) -> tuple[bool, ...]:
+        return tuple(v is not None for v in self.values)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One compiled node: store fn(*values[inputs]) at values[slot]."""
+
+    slot: int
+    fn: Callable[..., torch.Tensor]
+    inputs: tuple[int, ...]
+    key: InputKey | None  # for attn/feat: which recorded tensor is the first argument
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one set of active terms needs, per tier, in topological order."""
+
+    fixed: tuple[_Step, ...]
+    static: tuple[_Step, ...]
+    live: tuple[_Step, ...]
+    static_keys: tuple[InputKey, ...]
+    live_keys: tuple[InputKey, ...]
+
+
+def toposort(roots: Sequence[Node]) -> list[Node]:
+    """Every node reachable from `roots`, inputs before users, without recursion."""
+    order: list[Node] = []
+    done: set[int] = set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if id(node) in done:
+                continue
+            if expanded:
+                done.add(id(node))
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for child in reversed(node.inputs):
+                if id(child) not in done:
+                    stack.append((child, False))
+    return order
+
+
+def input_key(node: Node) -> InputKey:
+    source, what = node.arg
+    return (node.op, source, what)
+
+
+class Evaluator:
+    """The energy of a list of terms as a differentiable torch function of recorded inputs."""
+
+    def __init__(self, terms: Sequence[Term], grid: Grid = (64, 64), dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu"):
+        self.terms = tuple(terms)
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self._weights = [float(t.weight) for t in self.terms]
+        order = toposort([t.root for t in self.terms])
+        self._slot = {id(n): i for i, n in enumerate(order)}
+        self._steps = [self._compile(n) for n in order]
+        self._tier = self._tiers(order)
+        self._roots = [self._slot[id(t.root)] for t in self.terms]
+        self._reach = [frozenset(self._slot[id(n)] for n in toposort([t.root])) for t in self.terms]
+        self._plans: dict[tuple[bool, ...], _Plan] = {}
+        self._fixed: dict[int, torch.Tensor] = {}
+        self._static: dict[int, torch.Tensor] = {}
+        self._static_stamp: tuple | None = None
+        self._fill_fixed()
+
+    # -- compilation ------------------------------------------------------------------------
+
+    def _compile(self, node: Node) -> _Step:
+        fn = INTRINSICS.get(node.op)
+        if fn is None:
+            raise SGLError.single("E241", f"the evaluator has no implementation of the op `{node.op}`",
+                                  notes=["this is a bug in SGL: every IR op needs an intrinsic in "
+                                         "sgl/runtime/evaluate.py"])
+        context = {"arg": node.arg, "grid": self.grid, "dtype": self.dtype, "device": self.device}
+        wanted = _keyword_params(fn)
+        if wanted:
+            fn = functools.partial(fn, **{k: context[k] for k in wanted})
+        if node.op in BROADCASTING and len(node.inputs) == 2:
+            fn = _lifted(fn, [RANK.get(node.type.name, 0) - RANK.get(i.type.name, 0) for i in node.inputs])
+        key = input_key(node) if node.op in READS else None
+        return _Step(self._slot[id(node)], fn, tuple(self._slot[id(i)] for i in node.inputs), key)
+
+    def _tiers(self, order: list[Node]) -> list[str]:
+        """'fixed' / 'static' / 'live' per slot (see the module docstring)."""
+        tiers: list[str] = []
+        for node in order:
+            if node.op in READS:
+                tier = "live" if node.arg[0] == SELF else "static"
+            else:
+                below = {tiers[self._slot[id(i)]] for i in node.inputs}
+                tier = "live" if "live" in below else "static" if "static" in below else "fixed"
+            tiers.append(tier)
+        return tiers
+
+    def _plan(self, active: tuple[bool, ...]) -> _Plan:
+        plan = self._plans.get(active)
+        if plan is None:
+            needed = frozenset().union(*(r for r, on in zip(self._reach, active) if on))
+            by_tier: dict[str, list[_Step]] = {"fixed": [], "static": [], "live": []}
+            for step in self._steps:
+                if step.slot in needed:
+                    by_tier[self._tier[step.slot]].append(step)
+            keys = {t: tuple(s.key for s in by_tier[t] if s.key is not None) for t in ("static", "live")}
+            plan = _Plan(tuple(by_tier["fixed"]), tuple(by_tier["static"]), tuple(by_tier["live"]),
+                         keys["static"], keys["live"])
+            self._plans[active] = plan
+        return plan
+
+    def _fill_fixed(self) -> None:
+        """Compute the constant maps now, so that a bad mask file fails before sampling, with
+        the span of the first term that reads it."""
+        values: list[torch.Tensor | None] = [None] * len(self._steps)
+        with torch.no_grad():
+            for term, reach in zip(self.terms, self._reach):
+                steps = [s for s in self._steps if s.slot in reach and self._tier[s.slot] == "fixed"]
+                try:
+                    self._run(steps, values, self._fixed, Inputs())
+                except SGLError as err:
+                    raise SGLError([attrs.evolve(d, span=d.span or term.span) for d in err.diagnostics],
+                                   err.sources) from None
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def active(self, step: int, num_steps: int) -> tuple[bool, ...]:
+        return tuple(t.active(step, num_steps) for t in self.terms)
+
+    def needs(self, step: int, num_steps: int) -> set[InputKey]:
+        """The recorded inputs the active terms read at this step (empty: record nothing)."""
+        plan = self._plan(self.active(step, num_steps))
+        return set(plan.static_keys) | set(plan.live_keys)
+
+    def __call__(self, step: int, num_steps: int, inputs: Inputs) -> EnergyOut:
+        active = self.active(step, num_steps)
+        batch = inputs.batch_size()
+        if not any(active):
+            zero = torch.zeros(batch, dtype=self.dtype, device=self.device)
+            return EnergyOut(zero, (None,) * len(self.terms))
+        plan = self._plan(active)
+        values: list[torch.Tensor | None] = [None] * len(self._steps)
+        with torch.no_grad():
+            self._run(plan.fixed, values, self._fixed, inputs)
+            self._refresh_static(plan, step, num_steps, inputs)
+            self._run(plan.static, values, self._static, inputs)
+        self._run(plan.live, values, None, inputs)
+        total = torch.zeros(batch, dtype=self.dtype, device=self.device)
+        per_term: list[torch.Tensor | None] = []
+        for i, on in enumerate(active):
+            if not on:
+                per_term.append(None)
+                continue
+            value = values[self._roots[i]]
+            value = value.expand(batch) if value.shape[0] != batch else value
+            per_term.append(value)
+            total = total + self._weights[i] * value
+        return EnergyOut(total, tuple(per_term))
+
+    def _run(self, steps: Sequence[_Step], values: list, cache: dict | None, inputs: Inputs) -> None:
+        """Evaluate `steps` in order into `values`; with a cache, reuse and fill it."""
+        for step in steps:
+            if cache is not None and step.slot in cache:
+                values[step.slot] = cache[step.slot]
+                continue
+            if step.key is not None:
+                value = step.fn(self._recorded(inputs, step.key))
+            else:
+                value = step.fn(*[values[i] for i in step.inputs])
+            values[step.slot] = value
+            if cache is not None:
+                cache[step.slot] = value
+
+    def _refresh_static(self, plan: _Plan, step: int, num_steps: int, inputs: Inputs) -> None:
+        """Forget cached values of other sources when the step or their tensors changed."""
+        tensors = tuple(inputs.get(k) for k in plan.static_keys)
+        stamp = (step, num_steps, tensors, tuple(getattr(t, "_version", 0) for t in tensors))
+        if not _same_stamp(self._static_stamp, stamp):
+            self._static.clear()
+            self._static_stamp = stamp
+
+    def _recorded(self, inputs: Inputs, key: InputKey) -> torch.Tensor:
+        tensor = inputs.get(key)
+        if tensor is None:
+            kind, source, what = key
+            name = " ".join(what) if kind == "attn" and isinstance(what, tuple) else str(what)
+            noun = "attention map of" if kind == "attn" else "features of the layer"
+            raise SGLError.single("E242", f"no {noun} `{name}` was recorded for the source `{source}`",
+                                  notes=["this is a bug in SGL: the runtime must record what "
+                                         "`Evaluator.needs` lists"])
+        return tensor
+
+
+@functools.cache
+def _keyword_params(fn: Callable) -> tuple[str, ...]:
+    params = inspect.signature(fn).parameters.values()
+    names = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    unknown = set(names) - CONTEXT
+    if unknown:
+        raise TypeError(f"intrinsic {fn.__name__} asks for unknown context {sorted(unknown)}")
+    return names
+
+
+def _lifted(fn: Callable, lifts: list[int]) -> Callable:
+    """fn with Scalar operands reshaped [B] → [B, 1, …] to broadcast against the other one."""
+    if not any(k > 0 for k in lifts):
+        return fn
+    ka, kb = lifts
+
+    def call(a, b):
+        if ka > 0:
+            a = a.reshape(a.shape[0], *([1] * ka))
+        if kb > 0:
+            b = b.reshape(b.shape[0], *([1] * kb))
+        return fn(a, b)
+    return call
+
+
+def _same_stamp(old: tuple | None, new: tuple) -> bool:
+    """Same step, the very same input tensors (by identity), unmodified since."""
+    return (old is not None and old[:2] == new[:2] and old[3] == new[3] and len(old[2]) == len(new[2])
+            and all(a is b for a, b in zip(old[2], new[2])))
