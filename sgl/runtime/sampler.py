@@ -1,0 +1,610 @@
+"""The guided sampling loop of Diffusion Self-Guidance.
+
+    eps_hat = eps_u + s·(eps_c − eps_u) + v·σ_t·∇_{z_t} g
+
+diffusers' pipelines cannot do this (their step callback runs after the scheduler, under
+no_grad, and sees only latents), so SGL runs its own loop. Per step, every row that needs no
+gradient — the guided run's unconditional row, both rows of each generated source, the
+conditional row of each inverted real image at its stored latent — runs in ONE no-grad batch
+that records only the sources' conditional rows; then only the guided conditional row runs
+under autograd, with recording, and the energy callback turns what was recorded into a scalar
+whose gradient w.r.t. the UNet input steers the step. Every run keeps its own scheduler copy
+and random generator, so each source is exactly the image `pipe(prompt, generator=seed)` would
+give, and with no energy (or v = 0) the guided image is the plain pipeline output.
+
+The energy is a callback, so this module knows nothing of the IR:
+    energy(step: StepInfo, recorded: dict[str, Recorded]) -> EnergyOut | None
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Hashable, Mapping, Sequence
+
+import torch
+
+from sgl.diagnostics import SGLError, Span
+from sgl.runtime.hooks import Recorded, Recorder, SourceRows
+from sgl.runtime.pipelines import ModelInfo, model_info
+from sgl.runtime.profiles import resolve_feature_layers, select_attention_layers
+from sgl.runtime.tokens import pipeline_token_columns
+
+SELF = "self"  # the guided run's name in `recorded` (matches sgl.check.program.SELF)
+
+TokenRequest = Mapping[Hashable, "str | Sequence[int]"]  # key → phrase of the run's prompt, or columns
+
+
+# ---------------------------------------------------------------------------------------------
+# Public data
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where the sampler is: step `index` of `num_steps` (0-based), the scheduler timestep,
+    σ_t, and `fraction` = index / num_steps (the IR's window coordinate)."""
+
+    index: int
+    num_steps: int
+    timestep: float
+    sigma: float
+
+    @property
+    def fraction(self) -> float:
+        return self.index / max(self.num_steps, 1)
+
+
+@dataclass
+class EnergyOut:
+    """An energy evaluation: `total` is differentiable, shape [] or [B] (one value per guided
+    row); `terms` holds each term's value (weighted, as a float) for the trace."""
+
+    total: torch.Tensor
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+EnergyFn = Callable[[StepInfo, dict[str, Recorded]], "EnergyOut | None"]
+
+
+@dataclass
+class Trajectory:
+    """An inverted real image: `latents[i]` is the latent entering sampling step i (at
+    `timesteps[i]`), `latents[-1]` the clean encoded image; `caption` conditions its rows."""
+
+    latents: list[torch.Tensor]
+    timesteps: list[float]
+    caption: str
+    image: object = None  # the input image as it was encoded (PIL)
+
+
+@dataclass
+class SourceRun:
+    """A finished source run: its image (PIL), final latents, and — when kept — what it
+    recorded at each step (`recorded[i]`, detached, None where nothing was recorded).
+    `settings` identifies the run, so that a cached run is reused only for the same settings."""
+
+    name: str
+    image: object
+    latents: torch.Tensor
+    recorded: list[Recorded | None] = field(default_factory=list)
+    settings: tuple = ()
+
+
+@dataclass
+class SourceSpec:
+    """A run that properties are read from.
+
+    Generated: `prompt` (+ `negative`, `seed`; None = the guided run's). Real image: a
+    `trajectory` from `invert` (its caption is the prompt). `tokens`: group key → a phrase of
+    the source's prompt (resolved to token columns) or explicit columns; `features`: feature
+    layer names ("default" = the profile's); `when`: at which steps to record (None = all);
+    `cached`: a previous SourceRun to reuse when its settings match; `span`: program location
+    for errors about this source."""
+
+    name: str
+    prompt: str = ""
+    negative: str | None = None
+    seed: int | None = None
+    trajectory: Trajectory | None = None
+    tokens: TokenRequest = field(default_factory=dict)
+    features: Sequence[str] = ()
+    when: Callable[[StepInfo], bool] | None = None
+    cached: SourceRun | None = None
+    span: Span | None = None
+
+
+@dataclass
+class StepTrace:
+    """One sampling step in the trace (JSON-friendly)."""
+
+    step: int
+    timestep: float
+    sigma: float
+    guided: bool = False
+    terms: dict[str, float] = field(default_factory=dict)
+    total: float | None = None
+    grad_norm: float | None = None
+    skipped: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SampleResult:
+    """The guided image (PIL) and latents, every source's run, the per-step trace, warnings,
+    recorded tensors of every run at the `keep_steps` (step → name → Recorded), timings (s)."""
+
+    image: object
+    latents: torch.Tensor
+    sources: dict[str, SourceRun]
+    trace: list[StepTrace]
+    warnings: list[str]
+    kept: dict[int, dict[str, Recorded]]
+    timings: dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------------
+# Internal run state
+
+
+@dataclass
+class _Cond:
+    """Conditioning of one UNet row: text embeddings [1, T, D], and for SDXL pooled text
+    embeddings [1, P] and time ids [1, 6]."""
+
+    emb: torch.Tensor
+    text_embeds: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+
+@dataclass
+class _Run:
+    name: str
+    kind: str  # "self", "generate", "inverted", "cached"
+    cond: _Cond | None = None
+    uncond: _Cond | None = None
+    latents: torch.Tensor | None = None
+    scheduler: object = None
+    step_kwargs: dict = field(default_factory=dict)
+    tokens: dict[Hashable, list[int]] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
+    when: Callable[[StepInfo], bool] | None = None
+    trajectory: Trajectory | None = None
+    cached: SourceRun | None = None
+    settings: tuple = ()
+    records: list[Recorded | None] = field(default_factory=list)
+    prompt: str = ""
+
+    def records_at(self, step: StepInfo) -> bool:
+        return bool(self.tokens or self.features) and (self.when is None or self.when(step))
+
+
+# ---------------------------------------------------------------------------------------------
+# Text, latents, schedulers
+
+
+def encode_text(pipe, family: str, prompt: str, negative: str | None, cfg: float,
+                size: tuple[int, int]) -> tuple[_Cond, _Cond | None]:
+    """Conditional and (when cfg > 1) unconditional conditioning, as the pipeline encodes them."""
+    device = pipe._execution_device
+    use_cfg = cfg > 1.0
+    if family == "sdxl":
+        emb, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=prompt, device=device, num_images_per_prompt=1,
+            do_classifier_free_guidance=use_cfg, negative_prompt=negative)
+        projection = (pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None
+                      else int(pooled.shape[-1]))
+        time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=emb.dtype,
+                                          text_encoder_projection_dim=projection).to(device)
+        cond = _Cond(emb, pooled.to(device), time_ids)
+        return cond, (_Cond(neg, neg_pooled.to(device), time_ids) if use_cfg else None)
+    emb, neg = pipe.encode_prompt(prompt, device, 1, use_cfg, negative)
+    return _Cond(emb), (_Cond(neg) if use_cfg else None)
+
+
+def initial_latents(pipe, info: ModelInfo, scheduler, seed: int, size: tuple[int, int],
+                    dtype) -> tuple[torch.Tensor, torch.Generator]:
+    """The starting noise `pipe(..., generator=torch.Generator().manual_seed(seed))` draws, and
+    that generator (stochastic schedulers keep drawing from it)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    height, width = info.latent_size(*size)
+    shape = (1, info.latent_channels, height, width)
+    noise = randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=dtype)
+    return noise * scheduler.init_noise_sigma, generator
+
+
+def step_kwargs(scheduler, generator, eta: float) -> dict:
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    out = {}
+    if "eta" in accepted:
+        out["eta"] = eta
+    if "generator" in accepted:
+        out["generator"] = generator
+    return out
+
+
+def sigma_of(scheduler, timestep) -> float:
+    """σ_t of the step about to be taken: s/sqrt(1+s²) with s = sigmas[step_index] for
+    k-diffusion-style schedulers (Euler, …), sqrt(1 − ᾱ_t) for DDIM/DDPM/PNDM-style ones."""
+    step_index = getattr(scheduler, "step_index", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if step_index is not None and sigmas is not None:
+        s = float(sigmas[step_index])
+        return s / math.sqrt(1.0 + s * s)
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        raise SGLError.single("E225", f"σ_t is not defined for the scheduler {type(scheduler).__name__}",
+                              hint="use ddim (default), ddpm, pndm or euler")
+    return math.sqrt(1.0 - float(alphas[int(timestep)]))
+
+
+def decode_latents(pipe, latents: torch.Tensor) -> list:
+    """Latents → PIL images, as the pipelines decode them (SDXL's latent statistics and fp16
+    VAE upcasting included)."""
+    vae = pipe.vae
+    with torch.no_grad():
+        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        decode_dtype = torch.float32 if upcast else vae.dtype
+        vae_for_decode = copy.deepcopy(vae).to(torch.float32) if upcast else vae
+        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+        latents = latents.to(decode_dtype)
+        if mean is not None and std is not None:
+            view = (1, latents.shape[1], 1, 1)
+            mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(view)
+            std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(view)
+            latents = latents * std_t / vae.config.scaling_factor + mean_t
+        else:
+            latents = latents / vae.config.scaling_factor
+        image = vae_for_decode.decode(latents, return_dict=False)[0]
+        return pipe.image_processor.postprocess(image, output_type="pil")
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class _Sampler:
+    """State of one guided sampling call; `run()` does the work."""
+
+    def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength,
+                 energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
+                 sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
+                 start_latents):
+        self.pipe, self.info = pipe, info
+        self.unet = pipe.unet
+        self.steps, self.cfg, self.size = int(steps), float(cfg), size
+        self.strength, self.energy, self.guide_when = float(strength), energy, guide_when
+        self.eta, self.checkpointing = eta, checkpointing
+        self.dtype = self.unet.dtype
+        low_precision = self.dtype in (torch.float16, torch.bfloat16)
+        self.loss_scale = float(loss_scale if loss_scale is not None else (1024.0 if self.dtype == torch.float16 else 1.0))
+        self.progress, self.keep_steps, self.cache_sources = progress, set(keep_steps or ()), cache_sources
+        self.low_precision = low_precision
+        self.base_scheduler = scheduler if scheduler is not None else pipe.scheduler
+        self.attn_layers = select_attention_layers(self.unet, attn_layers, info.profile, span=layer_span)
+        self.warnings: list[str] = []
+        self.trace: list[StepTrace] = []
+        self.kept: dict[int, dict[str, Recorded]] = {}
+        self.guided = self._make_generated(SELF, "self", prompt, negative, seed, tokens, features, None, None)
+        if start_latents is not None:
+            self.guided.latents = start_latents.to(self.guided.latents).clone()
+            self.guided.settings += ("start", id(start_latents))
+        self.seed, self.negative = seed, negative
+        self.sources = [self._make_source(s) for s in sources]
+        wanted = {f for r in [self.guided, *self.sources] for f in r.features}
+        self.feature_layers = tuple(sorted(wanted))
+
+    # -- construction ----------------------------------------------------------------------------
+
+    def _columns(self, prompt: str, tokens: TokenRequest, span) -> dict[Hashable, list[int]]:
+        out = {}
+        for key, want in tokens.items():
+            if isinstance(want, str):
+                out[key] = pipeline_token_columns(self.pipe, prompt, want, span=span)
+            else:
+                out[key] = [int(c) for c in want]
+        return out
+
+    def _settings(self, prompt, negative, seed, tokens, features) -> tuple:
+        sched = self.base_scheduler
+        return (prompt, negative, seed, self.steps, self.cfg, tuple(self.size), self.eta,
+                type(sched).__name__, repr(sorted(dict(sched.config).items())), self.attn_layers,
+                tuple(sorted((repr(k), tuple(v)) for k, v in tokens.items())), tuple(sorted(features)),
+                str(self.dtype), self.info.origin)
+
+    def _make_generated(self, name, kind, prompt, negative, seed, tokens, features, when, span) -> _Run:
+        columns = self._columns(prompt, tokens, span)
+        layers = resolve_feature_layers(self.unet, features, self.info.profile, span=span) if features else ()
+        run = _Run(name, kind, tokens=columns, features=layers, when=when, prompt=prompt)
+        run.settings = self._settings(prompt, negative, seed, columns, layers)
+        run.scheduler = copy.deepcopy(self.base_scheduler)
+        run.scheduler.set_timesteps(self.steps, device=self.pipe._execution_device)
+        run.cond, run.uncond = encode_text(self.pipe, self.info.family, prompt, negative, self.cfg, self.size)
+        run.latents, generator = initial_latents(self.pipe, self.info, run.scheduler, seed, self.size, run.cond.emb.dtype)
+        run.step_kwargs = step_kwargs(run.scheduler, generator, self.eta)
+        return run
+
+    def _make_source(self, spec: SourceSpec) -> _Run:
+        if spec.trajectory is not None:
+            return self._make_inverted(spec)
+        negative = self.negative if spec.negative is None else spec.negative
+        seed = self.seed if spec.seed is None else spec.seed
+        run = self._make_generated(spec.name, "generate", spec.prompt, negative, seed, spec.tokens,
+                                   spec.features, spec.when, spec.span)
+        if spec.cached is not None and self._cache_fits(spec.cached, run):
+            run.kind, run.cached = "cached", spec.cached
+        return run
+
+    def _cache_fits(self, cached: SourceRun, run: _Run) -> bool:
+        if cached.settings != run.settings or len(cached.recorded) != self.steps:
+            return False
+        return True
+
+    def _make_inverted(self, spec: SourceSpec) -> _Run:
+        traj = spec.trajectory
+        own = [float(t) for t in self.guided.scheduler.timesteps]
+        if len(traj.latents) != len(own) + 1 or [float(t) for t in traj.timesteps] != own:
+            raise SGLError.single(
+                "E226", f"the inverted image `{spec.name}` was inverted over other timesteps than this run's",
+                spec.span, hint="invert with the same number of steps and a DDIM-spaced scheduler")
+        columns = self._columns(traj.caption, spec.tokens, spec.span)
+        layers = resolve_feature_layers(self.unet, spec.features, self.info.profile, span=spec.span) if spec.features else ()
+        cond, _ = encode_text(self.pipe, self.info.family, traj.caption, None, 1.0, self.size)
+        return _Run(spec.name, "inverted", cond=cond, tokens=columns, features=layers, when=spec.when,
+                    trajectory=traj, prompt=traj.caption)
+
+    # -- one step ------------------------------------------------------------------------------------
+
+    def _step_info(self, index: int, timestep) -> StepInfo:
+        sched = self.guided.scheduler
+        scaled = sched.scale_model_input(self.guided.latents, timestep)  # sets Euler's step_index
+        del scaled
+        return StepInfo(index, self.steps, float(timestep), sigma_of(sched, timestep))
+
+    def _is_guided(self, step: StepInfo) -> bool:
+        if self.energy is None or self.strength == 0.0:
+            return False
+        return self.guide_when is None or bool(self.guide_when(step))
+
+    def _forward(self, recorder: Recorder, rows: list[tuple[torch.Tensor, _Cond]], timestep,
+                 requests: list[SourceRows]) -> tuple[torch.Tensor, dict[str, Recorded]]:
+        latents = torch.cat([r[0] for r in rows])
+        emb = torch.cat([r[1].emb for r in rows])
+        added = None
+        if self.info.family == "sdxl":
+            added = {"text_embeds": torch.cat([r[1].text_embeds for r in rows]),
+                     "time_ids": torch.cat([r[1].time_ids for r in rows])}
+        recorder.expect(requests, latents.shape[-2:], device=latents.device)
+        with recorder.forward_scope():
+            eps = self.unet(latents, timestep, encoder_hidden_states=emb, added_cond_kwargs=added,
+                            return_dict=False)[0]
+        return eps, recorder.collect()
+
+    def _no_grad_pass(self, recorder, step: StepInfo, timestep, guided_cond_here: bool):
+        """One batch for every row without gradient. Returns eps rows by (name, "u"/"c") and
+        what the sources recorded."""
+        rows, slots, requests = [], [], []
+
+        def add(run: _Run, which: str, latent: torch.Tensor, cond: _Cond, record: bool):
+            if record:
+                requests.append(SourceRows(run.name, [len(rows)], run.tokens, run.features))
+            slots.append((run.name, which))
+            rows.append((latent, cond))
+
+        g = self.guided
+        g_in = g.scheduler.scale_model_input(g.latents, timestep)
+        if g.uncond is not None:
+            add(g, "u", g_in, g.uncond, False)
+        if guided_cond_here:
+            add(g, "c", g_in, g.cond, step.index in self.keep_steps and g.records_at(step))
+        for run in self.sources:
+            if run.kind == "generate":
+                src_in = run.scheduler.scale_model_input(run.latents, timestep)
+                if run.uncond is not None:
+                    add(run, "u", src_in, run.uncond, False)
+                add(run, "c", src_in, run.cond, run.records_at(step))
+            elif run.kind == "inverted":
+                latent = run.trajectory.latents[step.index].to(device=g.latents.device, dtype=g.latents.dtype)
+                add(run, "c", latent, run.cond, run.records_at(step))
+        if not rows:
+            return {}, {}
+        with torch.no_grad():
+            eps, recorded = self._forward(recorder, rows, timestep, requests)
+        return {slot: eps[i:i + 1] for i, slot in enumerate(slots)}, recorded
+
+    def _guided_pass(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded],
+                     record: StepTrace):
+        """The guided conditional row under autograd; returns (eps_c, gradient or None)."""
+        g = self.guided
+        z_in = g.scheduler.scale_model_input(g.latents, timestep).detach().requires_grad_(True)
+        request = [SourceRows(SELF, [0], g.tokens, g.features)]
+        with torch.enable_grad():
+            eps, mine = self._forward(recorder, [(z_in, g.cond)], timestep, request)
+            recorded = {**recorded, **mine}
+            if step.index in self.keep_steps and SELF in mine:
+                self.kept.setdefault(step.index, {})[SELF] = mine[SELF].detached()
+            out = self.energy(step, recorded)
+            if out is None:
+                return eps.detach(), None
+            record.guided = True
+            record.terms = {k: float(v) for k, v in out.terms.items()}
+            total = out.total.float().sum()
+            record.total = float(total.detach())
+            if not total.requires_grad:
+                self._warn(f"step {step.index}: the energy does not depend on the guided image; no guidance")
+                return eps.detach(), None
+            (grad,) = torch.autograd.grad(total * self.loss_scale, z_in, allow_unused=True)
+        if grad is None:
+            self._warn(f"step {step.index}: the energy does not depend on the guided latent; no guidance")
+            return eps.detach(), None
+        grad = grad.float() / self.loss_scale
+        if not torch.isfinite(grad).all() or not math.isfinite(record.total):
+            record.skipped = True
+            self._warn(f"step {step.index}: non-finite energy or gradient; guidance skipped for this step")
+            if self.low_precision and self.loss_scale > 1.0:
+                self.loss_scale /= 2.0
+            return eps.detach(), None
+        record.grad_norm = float(grad.norm())
+        return eps.detach(), grad
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def _cached_records(self, step: StepInfo, device) -> dict[str, Recorded]:
+        out = {}
+        for run in self.sources:
+            if run.kind == "cached" and run.records_at(step):
+                rec = run.cached.recorded[step.index]
+                if rec is None:
+                    raise SGLError.single("E227", f"the cached run `{run.name}` has nothing recorded at step {step.index}")
+                out[run.name] = Recorded({k: v.to(device) for k, v in rec.attn.items()},
+                                         {k: v.to(device) for k, v in rec.feats.items()})
+        return out
+
+    def _advance(self, run: _Run, eps_u, eps_c, timestep, extra=None) -> None:
+        eps = eps_c if eps_u is None else eps_u + self.cfg * (eps_c - eps_u)
+        if extra is not None:
+            eps = eps + extra.to(eps.dtype)
+        run.latents = run.scheduler.step(eps, timestep, run.latents, **run.step_kwargs, return_dict=False)[0]
+
+    def _one_step(self, recorder, index: int, timestep) -> None:
+        step = self._step_info(index, timestep)
+        guided_now = self._is_guided(step)
+        record = StepTrace(index, step.timestep, step.sigma)
+        eps, recorded = self._no_grad_pass(recorder, step, timestep, guided_cond_here=not guided_now)
+        recorded.update(self._cached_records(step, self.guided.latents.device))
+        self._keep(step, recorded)
+        grad = None
+        if guided_now:
+            eps_c, grad = self._guided_pass(recorder, step, timestep, recorded, record)
+        else:
+            eps_c = eps[(SELF, "c")]
+        extra = self.strength * step.sigma * grad if grad is not None else None
+        self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, extra)
+        for run in self.sources:
+            if run.kind == "generate":
+                self._advance(run, eps.get((run.name, "u")), eps[(run.name, "c")], timestep)
+            if run.kind == "generate" and self.cache_sources:
+                rec = recorded.get(run.name)
+                run.records.append(rec.detached() if rec is not None else None)
+        self.trace.append(record)
+
+    def _keep(self, step: StepInfo, recorded: dict[str, Recorded]) -> None:
+        if step.index in self.keep_steps:
+            bucket = self.kept.setdefault(step.index, {})
+            for name, rec in recorded.items():
+                bucket[name] = rec.detached()
+
+    def run(self) -> SampleResult:
+        timings = {}
+        start = time.perf_counter()
+        timesteps = list(self.guided.scheduler.timesteps)
+        bar = _progress(self.progress, len(timesteps))
+        was_checkpointing = getattr(self.unet, "is_gradient_checkpointing", False)
+        if self.checkpointing and not was_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        try:
+            with Recorder(self.unet, self.attn_layers, self.feature_layers,
+                          cut_autograd=not self.checkpointing) as recorder:
+                for index, timestep in enumerate(timesteps):
+                    self._one_step(recorder, index, timestep)
+                    bar.update(1)
+        except RuntimeError as exc:
+            raise _as_sgl_error(exc) from None
+        finally:
+            bar.close()
+            if self.checkpointing and not was_checkpointing:
+                self.unet.disable_gradient_checkpointing()
+        timings["sampling"] = time.perf_counter() - start
+        start = time.perf_counter()
+        result = self._finish()
+        timings["decoding"] = time.perf_counter() - start
+        result.timings = timings
+        return result
+
+    def _finish(self) -> SampleResult:
+        runs = [r for r in self.sources if r.kind == "generate"]
+        latents = torch.cat([self.guided.latents] + [r.latents for r in runs])
+        images = decode_latents(self.pipe, latents)
+        sources = {}
+        for run, image in zip(runs, images[1:]):
+            sources[run.name] = SourceRun(run.name, image, run.latents.detach(), run.records, run.settings)
+        for run in self.sources:
+            if run.kind == "cached":
+                sources[run.name] = run.cached
+            elif run.kind == "inverted":
+                sources[run.name] = SourceRun(run.name, run.trajectory.image, run.trajectory.latents[-1])
+        return SampleResult(images[0], self.guided.latents.detach(), sources, self.trace, self.warnings,
+                            self.kept, {})
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="sampling", unit="step", leave=False)
+
+
+def _as_sgl_error(exc: RuntimeError) -> Exception:
+    text = str(exc)
+    oom_type = getattr(torch, "OutOfMemoryError", ())
+    if (oom_type and isinstance(exc, oom_type)) or "out of memory" in text or "can't allocate memory" in text:
+        return SGLError.single(
+            "E230", "the model ran out of memory while sampling",
+            hint="try gradient checkpointing, a smaller resolution, fewer reference images, or another device",
+            notes=(text.splitlines()[0] if text else type(exc).__name__,))
+    return exc
+
+
+def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
+           cfg: float = 7.5, height: int | None = None, width: int | None = None,
+           strength: float = 0.0, energy: EnergyFn | None = None,
+           guide_when: Callable[[StepInfo], bool] | None = None,
+           tokens: TokenRequest | None = None, features: Sequence[str] = (),
+           sources: Sequence[SourceSpec] = (), scheduler=None, attn_layers: str | None = None,
+           layer_span: Span | None = None, eta: float = 0.0, checkpointing: bool = False,
+           loss_scale: float | None = None, progress: bool = False,
+           keep_steps: Collection[int] = (), cache_sources: bool = False,
+           start_latents: torch.Tensor | None = None, info: ModelInfo | None = None) -> SampleResult:
+    """Sample the guided run (prompt/negative/seed) with self-guidance, alongside `sources`.
+
+    `tokens`/`features`: what the guided run records for the energy (token group key → phrase of
+    `prompt` or columns; feature layer names, "default" = the profile's). `energy` is called at
+    every step where `guide_when(step)` holds (default: every step) and strength ≠ 0, with
+    `recorded[name]` for "self" and each source that records at that step; it returns None when
+    no term is active (then no gradient is taken). `scheduler`: a diffusers scheduler instance
+    (default: a copy of the pipeline's). `attn_layers`: a `layers "…"` pattern (None = profile).
+    `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
+    `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
+    `start_latents`: start the guided run from these latents instead of the seed's noise (e.g.
+    an inverted image's `trajectory.latents[0]`).
+    """
+    info = info or model_info(pipe)
+    size = (height or info.default_resolution[0], width or info.default_resolution[1])
+    if size[0] % info.vae_scale_factor or size[1] % info.vae_scale_factor:
+        raise SGLError.single("E228", f"resolution {size[1]}x{size[0]} is not a multiple of {info.vae_scale_factor}")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names) or SELF in names:
+        raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
+    sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
+                       size=size, strength=strength, energy=energy, guide_when=guide_when,
+                       scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
+                       tokens=tokens or {}, features=features, sources=sources, eta=eta,
+                       checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
+                       keep_steps=keep_steps, cache_sources=cache_sources, start_latents=start_latents)
+    return sampler.run()
