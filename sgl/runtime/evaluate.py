@@ -116,7 +116,7 @@ def _edge_coverage(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
     """[B, n]: the fraction of each of n cells of [0, 1] covered by the interval [lo, hi]."""
     edges = torch.arange(n + 1, dtype=lo.dtype, device=lo.device) / n
     overlap = torch.minimum(hi[:, None], edges[1:]) - torch.maximum(lo[:, None], edges[:-1])
-    return overlap.clamp_min(0) * n
+    return (overlap * n).clamp(0, 1)
 
 
 @intrinsic("box")
@@ -310,8 +310,8 @@ def sqrt(v):
 
 @intrinsic("norm")
 def norm(v):
-    """Euclidean length over the last dim (Vec2 or Vector); finite gradient at 0."""
-    return torch.sqrt((v * v).sum(dim=-1).clamp_min(EPS))
+    """Euclidean length over the last dim (Vec2 or Vector); torch gives it gradient 0 at 0."""
+    return torch.linalg.vector_norm(v, dim=-1)
 
 
 @intrinsic("dot")
