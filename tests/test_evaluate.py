@@ -386,3 +386,14 @@ def test_fixed_constant_maps_are_computed_once(monkeypatch):
     first = evaluator(0, 2, Inputs(random_maps()))
     second = evaluator(1, 2, Inputs(random_maps()))
     assert calls == [] and torch.allclose(first.total, second.total)
+
+
+def test_inputs_of_the_wrong_batch_or_rank_are_an_sgl_error():
+    ir = CoreIR()
+    evaluator = Evaluator([ir.term(ir.l1(ir.size(DOG), ir.size(DOG, "orig")))], grid=(H, W))
+    with pytest.raises(SGLError) as err:
+        evaluator(0, 1, Inputs({("self", DOG): torch.rand(3, H, W), ("orig", DOG): torch.rand(2, H, W)}))
+    assert err.value.diagnostics[0].code == "E243"
+    with pytest.raises(SGLError) as err:
+        evaluator(0, 1, Inputs({("self", DOG): torch.rand(H, W), ("orig", DOG): torch.rand(1, H, W)}))
+    assert err.value.diagnostics[0].code == "E243"

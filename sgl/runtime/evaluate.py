@@ -507,7 +507,7 @@ class Evaluator:
             for term, reach in zip(self.terms, self._reach):
                 steps = [s for s in self._steps if s.slot in reach and self._tier[s.slot] == "fixed"]
                 try:
-                    self._run(steps, values, self._fixed, Inputs())
+                    self._run(steps, values, self._fixed, Inputs(), 1)
                 except SGLError as err:
                     raise SGLError([attrs.evolve(d, span=d.span or term.span) for d in err.diagnostics],
                                    err.sources) from None
@@ -531,10 +531,10 @@ class Evaluator:
         plan = self._plan(active)
         values: list[torch.Tensor | None] = [None] * len(self._steps)
         with torch.no_grad():
-            self._run(plan.fixed, values, self._fixed, inputs)
+            self._run(plan.fixed, values, self._fixed, inputs, batch)
             self._refresh_static(plan, step, num_steps, inputs)
-            self._run(plan.static, values, self._static, inputs)
-        self._run(plan.live, values, None, inputs)
+            self._run(plan.static, values, self._static, inputs, batch)
+        self._run(plan.live, values, None, inputs, batch)
         total = torch.zeros(batch, dtype=self.dtype, device=self.device)
         per_term: list[torch.Tensor | None] = []
         for i, on in enumerate(active):
@@ -547,14 +547,14 @@ class Evaluator:
             total = total + self._weights[i] * value
         return EnergyOut(total, tuple(per_term))
 
-    def _run(self, steps: Sequence[_Step], values: list, cache: dict | None, inputs: Inputs) -> None:
+    def _run(self, steps: Sequence[_Step], values: list, cache: dict | None, inputs: Inputs, batch: int) -> None:
         """Evaluate `steps` in order into `values`; with a cache, reuse and fill it."""
         for step in steps:
             if cache is not None and step.slot in cache:
                 values[step.slot] = cache[step.slot]
                 continue
             if step.key is not None:
-                value = step.fn(self._recorded(inputs, step.key))
+                value = step.fn(self._recorded(inputs, step.key, batch))
             else:
                 value = step.fn(*[values[i] for i in step.inputs])
             values[step.slot] = value
@@ -569,15 +569,21 @@ class Evaluator:
             self._static.clear()
             self._static_stamp = stamp
 
-    def _recorded(self, inputs: Inputs, key: InputKey) -> torch.Tensor:
+    def _recorded(self, inputs: Inputs, key: InputKey, batch: int) -> torch.Tensor:
+        """The recorded tensor for `key`, checked against what the runtime promised."""
         tensor = inputs.get(key)
+        kind, source, what = key
+        name = " ".join(what) if kind == "attn" and isinstance(what, tuple) else str(what)
+        noun = "attention map of" if kind == "attn" else "features of the layer"
+        bug = "this is a bug in SGL: the runtime must record what `Evaluator.needs` lists"
         if tensor is None:
-            kind, source, what = key
-            name = " ".join(what) if kind == "attn" and isinstance(what, tuple) else str(what)
-            noun = "attention map of" if kind == "attn" else "features of the layer"
             raise SGLError.single("E242", f"no {noun} `{name}` was recorded for the source `{source}`",
-                                  notes=["this is a bug in SGL: the runtime must record what "
-                                         "`Evaluator.needs` lists"])
+                                  notes=[bug])
+        rank = 3 if kind == "attn" else 4
+        if tensor.dim() != rank or tensor.shape[0] not in (1, batch):
+            raise SGLError.single("E243", f"the {noun} `{name}` of the source `{source}` has the shape "
+                                          f"{tuple(tensor.shape)}, expected {rank} dims and batch 1 or {batch}",
+                                  notes=[bug])
         return tensor
 
 
