@@ -64,6 +64,12 @@ class CheckedProgram:
     - `types`: the type of every expression node, keyed by `id(node)`.
     - `warnings`: non-fatal diagnostics found while checking.
     - `texts`: source text of every file read, by file name (for rendering diagnostics).
+    - `calls`: the function each call expression resolved to, keyed by `id(call)` (the
+      overload chosen by argument types, for externs with several signatures).
+    - `refs`: what each bare name refers to, keyed by `id(name)`: "local" (a parameter, a
+      `for` variable or a `let` inside a block), "let" (top level), "object" or "image".
+    - `paths`: file paths named in the program (`load "…"`, `mask("…")`) resolved against the
+      program's folder, keyed by `id(string)`.
     """
 
     settings: dict
@@ -77,3 +83,6 @@ class CheckedProgram:
     warnings: tuple[Diagnostic, ...] = ()
     texts: dict[str, str] = attrs.field(factory=dict)
     file: str = "<input>"
+    calls: dict[int, ast.FnDef] = attrs.field(factory=dict)
+    refs: dict[int, str] = attrs.field(factory=dict)
+    paths: dict[int, str] = attrs.field(factory=dict)

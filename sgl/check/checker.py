@@ -1,0 +1,110 @@
+"""`check`: from a parsed program to a `CheckedProgram`, in phases with barriers.
+
+imports → settings → names → types → constants. Every phase reports all of its errors at
+once; a later phase runs only when the earlier ones found none, so a mistake is reported once,
+where it was made, and not again as the consequences it has downstream.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from sgl.check import errors
+from sgl.check.consts import ConstChecker
+from sgl.check.imports import Loader, Module, read_modules
+from sgl.check.infer import Inferer
+from sgl.check.program import CheckedProgram
+from sgl.check.resolve import CONSTRAINT_STMTS, Resolver
+from sgl.check.settings import check_settings
+from sgl.diagnostics import Diagnostic, SGLError, Span
+from sgl.syntax import ast
+
+_REF_KINDS = {"param": "local", "for": "local", "let": "local", "global_let": "let",
+              "object": "object", "image": "image"}
+
+
+class _Phases:
+    """Collects diagnostics across phases and stops at the first phase with errors."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts = texts
+        self.diags: list[Diagnostic] = []
+        self.modules: list[Module] = []
+
+    def add(self, diags) -> None:
+        self.diags.extend(diags)
+
+    def barrier(self) -> None:
+        if any(d.is_error for d in self.diags):
+            raise SGLError(self._with_chains(), self.texts)
+
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self._with_chains() if not d.is_error)
+
+    def _with_chains(self) -> list[Diagnostic]:
+        """Diagnostics inside imported files get the `use` chain that reached the file."""
+        chains = {m.key: m.included_from for m in self.modules if m.included_from}
+        out = []
+        for d in self.diags:
+            chain = chains.get(d.span.file) if d.span is not None else None
+            out.append(attrs.evolve(d, included_from=chain) if chain and not d.included_from else d)
+        return out
+
+
+def check(program: ast.Program, *, texts: dict[str, str] | None = None,
+          loader: Loader | None = None) -> CheckedProgram:
+    """Check `program` (a parsed main file). `texts` holds source texts by file name (at least
+    the main file's, for rendering); `loader(path) -> text` reads `use "file.sgl"` imports
+    (default: the file system). Raises `SGLError` with every error of the first failing phase."""
+    texts = dict(texts or {})
+    phases = _Phases(texts)
+
+    modules, diags = read_modules(program, texts, loader)
+    phases.modules = modules
+    phases.add(diags)
+    phases.barrier()
+
+    main = modules[-1]
+    settings, where, diags = check_settings([s for s in main.program.statements if isinstance(s, ast.Setting)])
+    phases.add(diags)
+    if "prompt" not in where:
+        start = Span(program.file, 1, 1, 1, 1, 0, 0)
+        phases.add([errors.missing_prompt(start)])
+    if "prompt" not in settings:
+        phases.barrier()
+
+    on_disk = not program.file.startswith("<") and os.path.exists(program.file)
+    base = os.path.dirname(program.file) if on_disk else None
+    resolver = Resolver(modules, settings.get("prompt", ""), base)
+    resolver.run()
+    phases.add(resolver.diags)
+    phases.barrier()
+
+    inferer = Inferer(resolver)
+    inferer.run()
+    phases.add(inferer.diags)
+    phases.barrier()
+
+    consts = ConstChecker(resolver, inferer.chosen)
+    consts.run()
+    phases.add(consts.diags)
+    phases.barrier()
+
+    return _checked(program, resolver, inferer, settings, phases)
+
+
+def _checked(program: ast.Program, r: Resolver, inf: Inferer, settings: dict, phases: _Phases) -> CheckedProgram:
+    objects = {}
+    for binding in list(r.scope.bindings.values()) + list(r.scope.word_objects.values()):
+        if binding.kind == "object" and binding.object is not None:
+            objects[binding.name] = binding.object
+    functions = {name: tuple(i.fn for i in infos) for name, infos in r.functions.items()}
+    lets = {b.name: b.value for b in r.scope.bindings.values() if b.kind == "global_let"}
+    body = tuple(s for s in program.statements if isinstance(s, CONSTRAINT_STMTS))
+    refs = {key: _REF_KINDS[b.kind] for key, b in r.refs.items()}
+    return CheckedProgram(
+        settings=settings, prompt_words=r.prompt_words, objects=objects, sources=dict(r.sources),
+        functions=functions, lets=lets, body=body, types=inf.types, warnings=phases.warnings(),
+        texts=phases.texts, file=program.file, calls=inf.chosen, refs=refs, paths=r.paths)

@@ -1,0 +1,97 @@
+"""The settings table: which `NAME value` lines a program may write and what values they take.
+
+The parser reads every `NAME literal` line as a `Setting`, so a misspelt `sead 7` arrives here
+and gets a did-you-mean instead of a syntax error.
+"""
+
+from __future__ import annotations
+
+from sgl.check import errors
+from sgl.diagnostics import Diagnostic, Span
+from sgl.suggest import did_you_mean
+from sgl.syntax import ast
+
+# name → value kind: "string", "count" (integer ≥ 0), "positive" (integer ≥ 1), "number",
+# "resolution" (positive integer or WxH)
+SETTINGS: dict[str, str] = {
+    "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
+    "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
+    "strength": "number", "resolution": "resolution",
+}
+
+_EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
+             "number": "a number", "resolution": "a size such as `512` or `512x768`"}
+_EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'negative "blurry"',
+             "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
+             "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
+             "resolution": "resolution 512x768"}
+
+
+def _found(value) -> str:
+    if isinstance(value, ast.String):
+        return "a string"
+    if isinstance(value, ast.Resolution):
+        return "a size"
+    if isinstance(value, ast.Number):
+        return "an integer" if is_integer(value) else "a number"
+    return "a value"
+
+
+def is_integer(num: ast.Number) -> bool:
+    """Written without a fraction or exponent and integral."""
+    text = num.text or repr(num.value)
+    return float(num.value).is_integer() and not any(c in text for c in ".eE")
+
+
+def _value(kind: str, value) -> tuple[object, bool]:
+    """The Python value and whether the literal is of the right kind."""
+    if kind == "string":
+        return (value.value, True) if isinstance(value, ast.String) else (None, False)
+    if kind in ("count", "positive"):
+        ok = isinstance(value, ast.Number) and is_integer(value)
+        return (int(value.value) if ok else None), ok
+    if kind == "number":
+        return (float(value.value), True) if isinstance(value, ast.Number) else (None, False)
+    if isinstance(value, ast.Resolution):
+        return (value.width, value.height), True
+    if isinstance(value, ast.Number) and is_integer(value):
+        return (int(value.value), int(value.value)), True
+    return None, False
+
+
+def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | None], list[Diagnostic]]:
+    """Python values by setting name, where each was written, and the problems found."""
+    values: dict = {}
+    where: dict[str, Span | None] = {}
+    diags: list[Diagnostic] = []
+    for s in settings:
+        span = s.name_span or s.span
+        kind = SETTINGS.get(s.name)
+        if kind is None:
+            diags.append(errors.unknown_setting(s.name, span, did_you_mean(s.name, SETTINGS), sorted(SETTINGS)))
+            continue
+        if s.name in where:
+            diags.append(errors.duplicate_setting(s.name, span, where[s.name]))
+            continue
+        where[s.name] = span
+        value, ok = _value(kind, s.value)
+        vspan = s.value.span or s.span
+        if not ok:
+            diags.append(errors.setting_kind(s.name, _EXPECTED[kind], _found(s.value), vspan, _EXAMPLES[s.name]))
+            continue
+        problem = _range_problem(kind, value)
+        if problem:
+            diags.append(errors.setting_range(s.name, problem, vspan))
+            continue
+        values[s.name] = value
+    return values, where, diags
+
+
+def _range_problem(kind: str, value) -> str | None:
+    if kind == "count" and value < 0:
+        return "0 or more"
+    if kind == "positive" and value < 1:
+        return "1 or more"
+    if kind == "resolution" and min(value) < 1:
+        return "positive"
+    return None
