@@ -18,18 +18,20 @@ def _origin(call: Span | None, span: Span | None, what: str) -> tuple[Label, ...
     return (Label(call, what),)
 
 
-def object_not_in_source(words: Sequence[str], missing: str, source: str, prompt: str,
-                         span: Span | None, read_at: Span | None = None) -> Diagnostic:
+def object_not_in_source(name: str, words: Sequence[str], missing: str, source: str, prompt: str,
+                         shared: Sequence[str], span: Span | None, read_at: Span | None = None) -> Diagnostic:
     phrase = " ".join(words)
-    if source in ("self", "orig"):
-        where = "the prompt" if source == "self" else "the prompt of `orig`"
+    where = "the prompt" if source == "self" else f"the prompt of `{source}`"
+    if shared:
+        hint = (f"declare the object by words both prompts have, "
+                f"e.g. `object {name} = \"{' '.join(shared)}\"`")
     else:
-        where = f"the prompt of `{source}`"
+        hint = f"read `{phrase}` from a source whose prompt mentions it"
     return Diagnostic(
-        "E101", f"`{missing}` is not a word of {where}", span,
-        hint=(f"read `{phrase}` from a source whose prompt mentions it, or add `{missing}` to that prompt"),
-        notes=(f"`{source}` was generated from \"{prompt}\"; only its words have attention maps",),
-        labels=_origin(read_at, span, f"`{phrase}` is read from `{source}` here"))
+        "E101", f"`{missing}` is not a word of {where}", span, hint=hint,
+        notes=(f"`{source}` is generated from \"{prompt}\": only its words have attention maps, "
+               f"and `{name}` stands for \"{phrase}\"",),
+        labels=_origin(read_at, span, f"`{name}` is read from `{source}` here"))
 
 
 def recursive_call(chain: Sequence[str], span: Span | None) -> Diagnostic:
@@ -52,7 +54,3 @@ def independent_of_image(span: Span | None, sources: Sequence[str]) -> Diagnosti
 def weight_not_constant(span: Span | None) -> Diagnostic:
     return Diagnostic("E104", "a weight must be a constant", span,
                       notes=("weights are numbers known before sampling; this one reads a run or divides by zero",))
-
-
-def window_not_constant(span: Span | None) -> Diagnostic:
-    return Diagnostic("E105", "a step window must be made of constants", span)

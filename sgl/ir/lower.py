@@ -13,7 +13,6 @@ inlining reveals (E1xx, sgl/ir/errors.py). Errors are collected per top-level st
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterable, Mapping
 
@@ -201,8 +200,8 @@ class _Lowerer:
     def expr(self, expr: ast.Expr, ctx: _Ctx) -> Value:
         if isinstance(expr, ast.Number):
             return const(self.graph, float(expr.value))
-        if isinstance(expr, ast.String):
-            return expr.value
+        if isinstance(expr, ast.String):  # a file path (`mask("…")`), as the checker resolved it
+            return self.checked.paths.get(id(expr), expr.value)
         if isinstance(expr, ast.Name):
             return self.name(expr.id, ctx)
         if isinstance(expr, ast.Tuple):
@@ -254,11 +253,11 @@ class _Lowerer:
     def call(self, call: ast.Call, ctx: _Ctx) -> Value:
         if self.is_user(call.span):
             ctx = attrs.evolve(ctx, call_site=call.span)
-        if call.source is not None:
-            ctx = attrs.evolve(ctx, source=call.source.name, source_at=call.span)
         if call.func in COMPILE_TIME:
             return self.compile_time_list(call, ctx)
-        args = tuple(self.expr(a, ctx) for a in call.args)
+        args = tuple(self.expr(a, ctx) for a in call.args)  # in the caller's source
+        if call.source is not None:
+            ctx = attrs.evolve(ctx, source=call.source.name, source_at=call.span)
         fn = self.function(call.func)
         if fn.extern:
             return self.intrinsic(call, fn, args, ctx)
@@ -298,7 +297,7 @@ class _Lowerer:
             return self.graph.node("feat", type, (), (ctx.source, "default"))
         if call.func == "mask":
             (path,) = args
-            return self.graph.node("mask", type, (), self.resolve_path(path, call.span))
+            return self.graph.node("mask", type, (), path)
         return self.graph.node(call.func, type)
 
     def check_words(self, obj: ObjectInfo, ctx: _Ctx) -> None:
@@ -311,7 +310,8 @@ class _Lowerer:
             info = self.checked.sources.get(ctx.source)
             prompt = info.prompt if info is not None else self.prompt
             read_at = ctx.source_at if ctx.source_at is not None and self.is_user(ctx.source_at) else None
-            raise _Failed(errors.object_not_in_source(obj.words, missing, ctx.source, prompt,
+            shared = [w for w in obj.words if w in known]
+            raise _Failed(errors.object_not_in_source(obj.name, obj.words, missing, ctx.source, prompt, shared,
                                                       ctx.call_site or ctx.stmt_site, read_at))
 
     # ------------------------------------------------------------------------- functions
@@ -383,12 +383,6 @@ class _Lowerer:
 
             return fmt_const(value.arg)
         return "…"
-
-    def resolve_path(self, path: str, span: Span | None) -> str:
-        """A file named in a program is relative to that program's folder."""
-        if os.path.isabs(path) or span is None or span.file.startswith("<"):
-            return path
-        return os.path.normpath(os.path.join(os.path.dirname(span.file), path))
 
 
 def _stdlib_files() -> frozenset[str]:
