@@ -46,7 +46,7 @@ MISTAKES: list[tuple[tuple[str, str | None, str], list[str]]] = [
     (("E001", None, "a parameter needs a type: `fn f(o: Object)`"),
      ["fn f(o)", "fn f(o, p: Object)", "fn f(a: Scalar, o)"]),
     (("E008", "`let` needs `=` and a value", "write `let name = expr`"),
-     ["let x 1", "let x\n", "let x"]),
+     ["let x 1", "let x\n", "let x", "let x =", "let = 1"]),
     (("E008", "`object` needs `=` and a phrase of the prompt", 'write `object car = "red car"`'),
      ['object car "red car"', "object car\n", "object car", "object car = car"]),
     (("E008", "`image` needs `generate` or `load`",
@@ -95,7 +95,8 @@ def explain(exc: UnexpectedInput, text: str, file: str, start: str = "start") ->
     if isinstance(exc, UnexpectedCharacters):
         return _bad_character(exc, text, file)
     token = getattr(exc, "token", None)
-    at_end = isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END"
+    at_end = isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END" or (
+        token.type == "_NL" and not text[token.start_pos:].strip())
     expected = sorted(getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ())
     position = len(text) if at_end else token.start_pos
     if at_end:
