@@ -616,3 +616,62 @@ def _same_stamp(old: tuple | None, new: tuple) -> bool:
     """Same step, the very same input tensors (by identity), unmodified since."""
     return (old is not None and old[:2] == new[:2] and old[3] == new[3] and len(old[2]) == len(new[2])
             and all(a is b for a, b in zip(old[2], new[2])))
+
+
+# --- the sampler's side -------------------------------------------------------------------
+
+def inputs_from_recorded(recorded: Mapping[str, object], feature_layers: Mapping[str, str] | None = None) -> Inputs:
+    """`Inputs` from the sampler's per-source `Recorded` (sgl/runtime/hooks.py).
+
+    Attention maps are keyed by the token-group keys the runtime asked for, which must be the
+    IR's word tuples. Features are keyed by module name; `feature_layers` maps the IR's layer
+    names to them (e.g. {"default": "up_blocks.2"}), and a module name also works as itself."""
+    attn: dict = {}
+    feats: dict = {}
+    for source, rec in recorded.items():
+        for key, tensor in rec.attn.items():
+            attn[(source, key)] = tensor
+        for layer, tensor in rec.feats.items():
+            feats[(source, layer)] = tensor
+        for name, layer in (feature_layers or {}).items():
+            if layer in rec.feats:
+                feats[(source, name)] = rec.feats[layer]
+    return Inputs(attn, feats)
+
+
+def term_names(terms: Sequence[Term]) -> list[str]:
+    """A unique trace name per term: its label, numbered when several terms share it (e.g.
+    the unrolled body of a `for`)."""
+    counts: dict[str, int] = {}
+    for term in terms:
+        counts[term.label] = counts.get(term.label, 0) + 1
+    seen: dict[str, int] = {}
+    names = []
+    for term in terms:
+        if counts[term.label] == 1:
+            names.append(term.label)
+        else:
+            seen[term.label] = seen.get(term.label, 0) + 1
+            names.append(f"{term.label} #{seen[term.label]}")
+    return names
+
+
+class EnergyCallback:
+    """The sampler's `energy(step, recorded)` for an evaluator: None at steps where no term is
+    active (no guidance, nothing to back-propagate); else the total [B] and every active term's
+    weighted value (mean over the batch) by its trace name."""
+
+    def __init__(self, evaluator: Evaluator, feature_layers: Mapping[str, str] | None = None):
+        self.evaluator = evaluator
+        self.feature_layers = dict(feature_layers or {})
+        self.names = term_names(evaluator.terms)
+
+    def __call__(self, step, recorded: Mapping[str, object]):
+        from sgl.runtime.sampler import EnergyOut as SamplerEnergy
+
+        if not any(self.evaluator.active(step.index, step.num_steps)):
+            return None
+        out = self.evaluator(step.index, step.num_steps, inputs_from_recorded(recorded, self.feature_layers))
+        terms = {name: float(term.weight * value.detach().mean())
+                 for name, term, value in zip(self.names, self.evaluator.terms, out.values) if value is not None}
+        return SamplerEnergy(out.total, terms)
