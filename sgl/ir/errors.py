@@ -29,8 +29,8 @@ def object_not_in_source(name: str, words: Sequence[str], missing: str, source: 
         hint = f"read `{phrase}` from a source whose prompt mentions it"
     return Diagnostic(
         "E101", f"`{missing}` is not a word of {where}", span, hint=hint,
-        notes=(f"`{source}` is generated from \"{prompt}\": only its words have attention maps, "
-               f"and `{name}` stands for \"{phrase}\"",),
+        notes=(f"`{source}` is generated from \"{prompt}\": only its words have attention maps"
+               + (f", and `{name}` stands for \"{phrase}\"" if phrase != name else ""),),
         labels=_origin(read_at, span, f"`{name}` is read from `{source}` here"))
 
 
@@ -40,15 +40,16 @@ def recursive_call(chain: Sequence[str], span: Span | None) -> Diagnostic:
                       notes=("functions are inlined at compile time, so they cannot call themselves",))
 
 
-def independent_of_image(span: Span | None, sources: Sequence[str]) -> Diagnostic:
+def independent_of_image(span: Span | None, sources: Sequence[str], used_at: Span | None = None) -> Diagnostic:
     if sources:
         read = ", ".join(f"`{s}`" for s in sources)
         note = f"this constraint reads only {read} and constants, which sampling cannot change"
+        hint = "read one side from the generated image: drop the `₀` or `[…]` source on one side"
     else:
         note = "this constraint is made of constants, which sampling cannot change"
+        hint = "constrain a property of the generated image, such as `size(o)` or `centroid(o)`"
     return Diagnostic("E103", "constraint does not depend on the image being generated", span,
-                      hint="read one side from the generated image: drop the `₀` or `[…]` source on one side",
-                      notes=(note,))
+                      hint=hint, notes=(note,), labels=_origin(used_at, span, "used here"))
 
 
 def weight_not_constant(span: Span | None) -> Diagnostic:

@@ -173,7 +173,8 @@ class _Lowerer:
         span = ctx.stmt_site or stmt.span
         read_sources = sorted({leaf.arg[0] for leaf in reads(root)})
         if SELF not in read_sources:
-            raise _Failed(errors.independent_of_image(span, read_sources))
+            outer = ctx.outer.span if ctx.outer is not None else None
+            raise _Failed(errors.independent_of_image(span, read_sources, outer))
         self.terms.append(Term(root, weight, window, kind, distance, self.label(stmt, ctx), span))
 
     def modifiers(self, modifiers: Iterable, ctx: _Ctx) -> tuple[float, tuple[float, float]]:
