@@ -24,8 +24,6 @@ import attrs
 from sgl.diagnostics import Diagnostic, Label, SGLError, Span
 
 REPL_FILE = "<repl>"       # name of the combined session text in diagnostics
-TYPE_FILE = "<type>"       # name of the expression given to `:type`
-_IT = "__repl_it"          # the hidden `let` through which `:type` asks the checker
 
 
 @attrs.frozen
@@ -120,7 +118,7 @@ class Session:
                 return self.command(stripped)
             return self.add(entry)
         except SGLError as err:
-            return Reply(self._render(err.diagnostics, err.sources), ok=False)
+            return Reply(self.render(err.diagnostics, err.sources), ok=False)
         except Exception:  # an SGL bug must not end the user's session
             return Reply(internal_error(), ok=False)
 
@@ -134,13 +132,13 @@ class Session:
         diags, sources = self._diagnose(candidate)
         errors = [d for d in diags if d.is_error]
         if errors:
-            return Reply(self._render(diags, sources), ok=False)
+            return Reply(self.render(diags, sources), ok=False)
         self._push("the last entry")
         self.chunks = candidate
         own = [d for d in diags if d.span is not None and d.span.file == chunk.file]
         lines = [f"replaced `{c.text}`" for c in replaced]
         if own:
-            lines.append(self._render(own, sources))
+            lines.append(self.render(own, sources))
         return Reply("\n".join(lines))
 
     # ------------------------------------------------------------------ commands
@@ -188,9 +186,9 @@ class Session:
     def cmd_check(self, _: str) -> Reply:
         diags, sources = self._diagnose(self.chunks, full=True)
         if any(d.is_error for d in diags):
-            return Reply(self._render(diags, sources), ok=False)
+            return Reply(self.render(diags, sources), ok=False)
         head = f"ok: {len(self.chunks)} entries, no errors"
-        return Reply(head + ("\n" + self._render(diags, sources) if diags else ""))
+        return Reply(head + ("\n" + self.render(diags, sources) if diags else ""))
 
     def cmd_ir(self, _: str) -> Reply:
         from sgl.ir.printer import format_ir
@@ -202,7 +200,8 @@ class Session:
             return Reply("usage: :type EXPR", ok=False)
         from sgl.repl_types import type_of
 
-        return Reply(type_of(self.text, rest, base_dir=self.base_dir, render=self._render))
+        text, ok = type_of(self, rest)
+        return Reply(text, ok=ok)
 
     def cmd_run(self, rest: str) -> Reply:
         try:
@@ -256,18 +255,18 @@ class Session:
         if not path.is_absolute():
             path = self.base_dir / path
         text = self.formatted()
-        from sgl.compiler import check_source
-
-        try:  # the saved file must be a program `sgl run` accepts, at its own place
-            check_source(text, file=str(path), base_dir=path.parent)
-        except SGLError as err:
-            return Reply("not saved: the program does not check as a file\n"
-                         + self._render(err.diagnostics, {**err.sources, str(path): text}), ok=False)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
             return Reply(f"cannot write `{path}`: {exc.strerror or exc}", ok=False)
+        from sgl.compiler import check_file
+
+        try:  # what `sgl run` will read: the file, at its own place
+            check_file(path)
+        except SGLError as err:
+            return Reply(f"saved {path}, but as a file it does not check:\n"
+                         + self.render(err.diagnostics, {**err.sources, str(path): text}), ok=False)
         note = ""
         if self.overrides:
             flags = " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in self.overrides.items())
@@ -294,7 +293,7 @@ class Session:
         try:
             check_source(text, file=str(path), base_dir=path.parent)
         except SGLError as err:
-            return Reply(self._render(err.diagnostics, {**err.sources, str(path): text}), ok=False)
+            return Reply(self.render(err.diagnostics, {**err.sources, str(path): text}), ok=False)
         self._push(f":load {path.name}")
         self.base_dir = path.parent
         self.chunks = []
@@ -332,7 +331,7 @@ class Session:
         from sgl.compiler import check_source
 
         text = "\n".join(c.text for c in chunks)
-        prefix = "" if full or _has_prompt(text) else _PROMPT_STANDIN
+        prefix = "" if full else standin_for(text)
         try:
             energy = check_source(prefix + text, file=REPL_FILE, base_dir=self.base_dir)
             diags, sources = list(getattr(energy, "warnings", ()) or ()), {}
@@ -343,7 +342,7 @@ class Session:
         sources[REPL_FILE] = text
         return remap(diags, chunks, sources)
 
-    def _render(self, diags: list[Diagnostic], sources: dict[str, str]) -> str:
+    def render(self, diags: list[Diagnostic], sources: dict[str, str]) -> str:
         from sgl.render import render_all
 
         return render_all(list(diags), sources, color=self.color)
@@ -369,6 +368,19 @@ class Session:
 # Checked in front of a program that has no prompt yet, so that everything else is checked
 # as it will be; it has no words, so no name resolves through it.
 _PROMPT_STANDIN = 'prompt ""\n'
+
+
+def standin_for(text: str) -> str:
+    """What to check in front of `text`: the stand-in prompt if it has none, else nothing."""
+    return "" if _has_prompt(text) else _PROMPT_STANDIN
+
+
+def file_loader(base_dir: Path):
+    """Reads `use "file.sgl"` imports of the session, relative to its base folder."""
+    def load(path: str) -> str:
+        return (Path(base_dir) / path).read_text(encoding="utf-8")
+
+    return load
 
 
 def _has_prompt(text: str) -> bool:
