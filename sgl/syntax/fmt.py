@@ -53,6 +53,7 @@ class _Formatter:
                                key=lambda c: c.span.start)
         self.used: set[int] = set()
         self.out: list[str] = []
+        self.trailing_comments: list[str] = []  # per output line, "" when none
 
     # ------------------------------------------------------------------ layout
 
@@ -60,7 +61,8 @@ class _Formatter:
         self.block_body(self.program_ast.statements, "", end=None)
         while self.out and not self.out[-1]:
             self.out.pop()
-        return "\n".join(self.out) + "\n" if self.out else ""
+        lines = _align_trailing_comments(self.out, self.trailing_comments)
+        return "\n".join(lines) + "\n" if lines else ""
 
     def block_body(self, statements, indent: str, end: int | None) -> None:
         """Statements at one level, with the comments before them and, up to `end` (the
@@ -116,7 +118,7 @@ class _Formatter:
         for index, comment in enumerate(self.comments):
             if index not in self.used and comment.span.line == line and comment.span.start >= span.end:
                 self.used.add(index)
-                return "  " + comment.text
+                return comment.text
         return ""
 
     def blank_if_needed(self, span: Span | None, first: bool) -> None:
@@ -125,34 +127,35 @@ class _Formatter:
         before = span.line - 2
         starts_line = not self.lines[span.line - 1][:span.column - 1].strip()
         if starts_line and 0 <= before < len(self.lines) and not self.lines[before].strip():
-            self.out.append("")
+            self.emit("")
 
-    def emit(self, line: str) -> None:
+    def emit(self, line: str, comment: str = "") -> None:
         self.out.append(line.rstrip())
+        self.trailing_comments.append(comment)
 
     # ------------------------------------------------------------------ statements
 
     def statement(self, stmt, indent: str) -> None:
         body = _block_of(stmt)
         if body is None:
-            self.emit(indent + self.simple(stmt) + self.trailing(stmt.span))
+            self.emit(indent + self.simple(stmt), self.trailing(stmt.span))
             return
         header = self.block_header(stmt)
         close = stmt.span.end - 1 if stmt.span else None
         if self.fits_on_one_line(stmt, body, indent + header):
-            self.emit(f"{indent}{header} {{ {self.simple(body[0])} }}" + self.trailing(stmt.span))
+            self.emit(f"{indent}{header} {{ {self.simple(body[0])} }}", self.trailing(stmt.span))
             return
         if not body and not self.has_comments(stmt):
-            self.emit(f"{indent}{header} {{}}" + self.trailing(stmt.span))
+            self.emit(f"{indent}{header} {{}}", self.trailing(stmt.span))
             return
         header_line = stmt.span.line if stmt.span else None
         first_inner = body[0].span.start if body and body[0].span else close
         head_comment = ""
         if header_line is not None:
             head_comment = self.trailing_on_line(header_line, _block_start(stmt), first_inner)
-        self.emit(f"{indent}{header} {{{head_comment}")
+        self.emit(f"{indent}{header} {{", head_comment)
         self.block_body(body, indent + INDENT, close)
-        self.emit(f"{indent}}}" + self.trailing(stmt.span))
+        self.emit(f"{indent}}}", self.trailing(stmt.span))
 
     def trailing_on_line(self, line: int, after: int, before: int | None) -> str:
         for index, comment in enumerate(self.comments):
@@ -161,7 +164,7 @@ class _Formatter:
             if before is not None and comment.span.start >= before:
                 continue
             self.used.add(index)
-            return "  " + comment.text
+            return comment.text
         return ""
 
     def has_comments(self, stmt) -> bool:
@@ -208,6 +211,25 @@ class _Formatter:
         if isinstance(stmt, ast.Apply):
             return expr(stmt.call) + modifiers(stmt.modifiers)
         raise TypeError(f"cannot format {type(stmt).__name__}")
+
+
+def _align_trailing_comments(code: list[str], comments: list[str]) -> list[str]:
+    """Trailing comments of consecutive lines start in one column (two spaces after the
+    longest code line of the run), as they were usually aligned by hand."""
+    out = list(code)
+    run: list[int] = []
+    for index in range(len(code) + 1):
+        if index < len(code) and comments[index] and code[index].strip():
+            run.append(index)
+            continue
+        if run:
+            column = max(len(code[i]) for i in run) + 2
+            for i in run:
+                out[i] = code[i].ljust(column) + comments[i]
+            run = []
+        if index < len(code) and comments[index]:
+            out[index] = code[index] + comments[index]
+    return out
 
 
 def _block_of(stmt):

@@ -1,0 +1,262 @@
+"""The `sgl` command line.
+
+Each subcommand is a pair of small functions (its options, its action) registered in
+`SUBCOMMANDS`; adding one is a few lines here, with its heavy imports inside its action so
+that `sgl check` and `sgl fmt` start fast (no torch, no rich unless colour is needed).
+
+Exit status: 0 success (warnings allowed), 1 diagnostics (errors, or warnings with
+`--strict`, or files `fmt --check` would change), 2 usage errors (bad arguments, missing files).
+Diagnostics go to stderr; stdout stays empty on error except for `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from sgl.diagnostics import Diagnostic, SGLError
+
+EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
+BUG_REPORT = "this is a bug in SGL; please report it, with the program, at the project's issue tracker"
+
+
+class Subcommand(NamedTuple):
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A mistake in how `sgl` was called (exit status 2)."""
+
+
+# ----------------------------------------------------------------------------- output helpers
+
+def _stream_supports(stream, text: str) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+def _use_color(stream) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def _public(diag: Diagnostic, debug: bool) -> Diagnostic:
+    """Internal errors show their Python traceback (kept in a note) only with --debug."""
+    if debug or not diag.code.startswith("E999"):
+        return diag
+    import attrs
+
+    notes = tuple(n for n in diag.notes if "Traceback (most recent call last)" not in n)
+    return attrs.evolve(diag, notes=notes)
+
+
+def print_diagnostics(diags: list[Diagnostic], sources: dict[str, str], debug: bool = False) -> None:
+    """Render diagnostics on stderr: colour on a terminal, ASCII where it cannot show Unicode."""
+    from sgl.render import render_all
+
+    if not diags:
+        return
+    stream = sys.stderr
+    text = render_all([_public(d, debug) for d in diags], sources, color=_use_color(stream))
+    if not _stream_supports(stream, text):
+        text = render_all([_public(d, debug) for d in diags], sources, color=False, ascii_only=True)
+    stream.write(text + "\n\n")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _internal_error(exc: BaseException, file: str, debug: bool) -> Diagnostic:
+    from sgl.diagnostics import Span
+
+    notes = (BUG_REPORT,)
+    if debug:
+        notes += ("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip(),)
+    return Diagnostic("E999", f"internal compiler error: {type(exc).__name__}: {exc}",
+                      Span(file, 1, 1, 1, 1), notes=notes)
+
+
+def _existing_files(paths: list[str]) -> list[Path]:
+    missing = [p for p in paths if p != "-" and not Path(p).is_file()]
+    if missing:
+        raise UsageError("no such file: " + ", ".join(f"`{p}`" for p in missing))
+    return [Path(p) for p in paths]
+
+
+# ----------------------------------------------------------------------------- sgl check
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="SGL programs to check")
+    parser.add_argument("--json", action="store_true", help="print diagnostics as JSON on stdout")
+    parser.add_argument("--strict", action="store_true", help="fail on warnings too")
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """Run the whole compiler half (parse, check, lower, passes) on each file."""
+    diagnostics: list[Diagnostic] = []
+    sources: dict[str, str] = {}
+    for path in _existing_files(args.files):
+        found, texts = _check_one(path, args.debug)
+        diagnostics += found
+        sources.update(texts)
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if args.json:
+        from sgl.render import diagnostics_json
+        import json
+
+        sys.stdout.write(json.dumps(diagnostics_json(diagnostics), indent=2, ensure_ascii=False) + "\n")
+    else:
+        print_diagnostics(diagnostics, sources, args.debug)
+        if diagnostics:
+            sys.stderr.write(f"found {_plural(errors, 'error')} and {_plural(warnings, 'warning')}\n")
+    if errors or (args.strict and warnings):
+        return EXIT_DIAGNOSTICS
+    return EXIT_OK
+
+
+def _check_one(path: Path, debug: bool) -> tuple[list[Diagnostic], dict[str, str]]:
+    from sgl import compiler
+
+    try:
+        result = compiler.check_file(path)
+    except SGLError as error:
+        return list(error.diagnostics), error.sources
+    except Exception as exc:  # noqa: BLE001 - a bug in SGL, reported as such
+        return [_internal_error(exc, str(path), debug)], {}
+    texts = {}
+    try:
+        texts[str(path)] = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    texts.update(getattr(result, "texts", None) or {})
+    return list(getattr(result, "warnings", ()) or ()), texts
+
+
+# ----------------------------------------------------------------------------- sgl fmt
+
+def _fmt_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="SGL files to format (`-`: stdin to stdout)")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 and list the files that would change")
+
+
+def fmt_command(args: argparse.Namespace) -> int:
+    from sgl.syntax.fmt import format_source
+
+    changed: list[str] = []
+    failed = 0
+    paths = _existing_files(args.files)
+    for path in paths:
+        name = "<stdin>" if str(path) == "-" else str(path)
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        try:
+            formatted = format_source(text, name)
+        except SGLError as error:
+            print_diagnostics(error.diagnostics, error.sources or {name: text}, args.debug)
+            failed += 1
+            continue
+        if str(path) == "-":
+            if not args.check:
+                sys.stdout.write(formatted)
+            elif formatted != text:
+                changed.append(name)
+            continue
+        if formatted != text:
+            changed.append(name)
+            if not args.check:
+                _write_atomically(path, formatted)
+    if args.check:
+        for name in changed:
+            sys.stdout.write(f"would reformat {name}\n")
+    else:
+        unchanged = len(paths) - len(changed) - failed
+        sys.stderr.write(f"{_plural(len(changed), 'file')} reformatted, {unchanged} unchanged\n")
+    if failed or (args.check and changed):
+        return EXIT_DIAGNOSTICS
+    return EXIT_OK
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write beside the file, then rename over it: an interrupted fmt never leaves half a file."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        try:
+            os.chmod(temp, path.stat().st_mode & 0o7777)
+        except OSError:
+            pass
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+# ----------------------------------------------------------------------------- the table
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "check": Subcommand("check programs without running them", _check_options, check_command),
+    "fmt": Subcommand("format programs in the canonical layout", _fmt_options, fmt_command),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgl", description="SGL, the Self-Guidance Language: steer diffusion models with constraints")
+    parser.add_argument("--version", action="version", version=f"sgl {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, sub in SUBCOMMANDS.items():
+        sub_parser = commands.add_parser(name, help=sub.help, description=sub.help)
+        sub.options(sub_parser)
+        sub_parser.add_argument("--debug", action="store_true",
+                                help="show Python tracebacks of internal errors")
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("sgl")
+    except Exception:  # noqa: BLE001 - running from a checkout without metadata
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return SUBCOMMANDS[args.command].run(args)
+    except UsageError as exc:
+        parser.exit(EXIT_USAGE, f"sgl {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except SGLError as error:
+        print_diagnostics(error.diagnostics, error.sources, getattr(args, "debug", False))
+        return EXIT_DIAGNOSTICS
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        print_diagnostics([_internal_error(exc, "<sgl>", getattr(args, "debug", False))], {},
+                          getattr(args, "debug", False))
+        return EXIT_DIAGNOSTICS
+
+
+if __name__ == "__main__":
+    sys.exit(main())
