@@ -209,11 +209,26 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _repl_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", help="start from this program")
+    parser.add_argument("--model", help='the model: "shapes" or a local diffusers folder')
+    parser.add_argument("--device", help="where to sample, e.g. cpu or cuda")
+
+
+def repl_command(args: argparse.Namespace) -> int:
+    from sgl.repl import main as repl_main
+
+    if args.file is not None and not Path(args.file).is_file():
+        raise UsageError(f"no such file: {args.file}")
+    return repl_main(args.file, model=args.model, device=args.device)
+
+
 # ----------------------------------------------------------------------------- the table
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "check": Subcommand("check programs without running them", _check_options, check_command),
     "fmt": Subcommand("format programs in the canonical layout", _fmt_options, fmt_command),
+    "repl": Subcommand("try constraints interactively", _repl_options, repl_command),
 }
 
 
