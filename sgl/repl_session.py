@@ -62,7 +62,7 @@ COMMANDS = (
     Command("run", ":run [--steps N] [--seed N] [--cfg X] [--strength X]",
             "sample the original and the edited image (the original is cached)"),
     Command("show", ":show", "print the latest images' paths and open them where a viewer exists"),
-    Command("program", ":program", "print the program typed so far"),
+    Command("program", ":program", "print the program typed so far, with its line numbers"),
     Command("undo", ":undo", "undo the last change (drops the last entry)"),
     Command("reset", ":reset", "start from an empty program"),
     Command("save", ":save FILE", "write the session as a formatted .sgl program"),
@@ -168,7 +168,12 @@ class Session:
         return Reply(quit=True)
 
     def cmd_program(self, _: str) -> Reply:
-        return Reply(self.text or "(the program is empty)")
+        """The program with the line numbers that `:ir` and `:run` traces refer to."""
+        if not self.chunks:
+            return Reply("(the program is empty)")
+        lines = self.text.split("\n")
+        width = len(str(len(lines)))
+        return Reply("\n".join(f"{n:>{width}} | {line}".rstrip() for n, line in enumerate(lines, 1)))
 
     def cmd_undo(self, _: str) -> Reply:
         if not self._undo:

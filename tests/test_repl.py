@@ -290,3 +290,53 @@ def test_pipe_enter_on_an_empty_line_submits_an_unfinished_entry(session):
     said = _drive(session, PROMPT + "\r" + "keep(circle,\r\r" + "\x04")
     assert said and not said[-1].startswith("ok")
     assert len(session.chunks) == 1                 # the broken entry was shown, not kept
+
+
+def test_warnings_of_an_accepted_entry_are_shown_once(session):
+    started(session)
+    reply = session.handle("centroid(circle) = (1.5, 0)")
+    assert reply.ok and "W001" in reply.text and "<repl:3>" in reply.text
+    later = session.handle("keep(square)")
+    assert later.ok and "W001" not in later.text      # not repeated for the next entry
+
+
+def test_program_lists_the_lines_ir_refers_to(session):
+    started(session)
+    assert session.handle(":program").text.splitlines() == [f"1 | {PROMPT}", "2 | use edits"]
+
+
+def test_run_cancelled_by_ctrl_c_keeps_the_program(session, monkeypatch):
+    pytest.importorskip("sgl.runtime.execute")
+    started(session)
+    session.handle("keep(circle)")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sgl.program.Program.run", interrupted)
+    reply = session.handle(":run --steps 2")
+    assert not reply.ok and "cancelled" in reply.text
+    assert len(session.chunks) == 3 and session.latest == []
+
+
+def test_sgl_repl_file_starts_from_the_program(tmp_path, monkeypatch):
+    from sgl.repl import main
+
+    path = tmp_path / "start.sgl"
+    path.write_text(f"{PROMPT}\nuse edits\nkeep(circle)\n")
+    monkeypatch.setenv("SGL_HISTORY", str(tmp_path / "history"))
+    with create_pipe_input() as pipe:
+        pipe.send_text(":save again.sgl\r\x04")
+        assert main(str(path), input=pipe, output=DummyOutput()) == 0
+    saved = (tmp_path / "again.sgl").read_text()
+    assert parse(saved) == parse(path.read_text())
+    assert ":save again.sgl" in (tmp_path / "history").read_text()     # history persists
+
+
+def test_cli_repl_rejects_a_missing_file(tmp_path, capsys):
+    from sgl.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["repl", str(tmp_path / "nope.sgl")])
+    assert exit_.value.code == 2
+    assert "nope.sgl" in capsys.readouterr().err
