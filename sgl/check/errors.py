@@ -256,11 +256,11 @@ def default_type(param: str, expected: str, found: str, span: Span) -> Diagnosti
 
 # ----------------------------------------------------------------------------- E06x statement types
 
-def equality_mismatch(left: str, right: str, span: Span, left_span: Span | None = None,
-                      right_span: Span | None = None) -> Diagnostic:
-    labels = _label(left_span, f"this is a {left}") + _label(right_span, f"this is a {right}")
+def equality_mismatch(left: str, right: str, span: Span, left_span: Span | None = None) -> Diagnostic:
+    """`span` is the right-hand side (the value that does not fit); the left side is labelled."""
     return Diagnostic("E060", f"both sides of `=` must have one type, found {left} and {right}", span,
-                      labels=labels, hint="compare like with like, e.g. `centroid(a) = centroid₀(a)`")
+                      labels=_label(left_span, f"this is a {left}"),
+                      hint="compare like with like, e.g. `centroid(a) = centroid₀(a)`")
 
 
 def equality_type(found: str, span: Span) -> Diagnostic:

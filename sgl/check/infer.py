@@ -111,8 +111,8 @@ class Inferer:
                 span = stmt.lhs.span.cover(stmt.rhs.span) if stmt.lhs.span and stmt.rhs.span else stmt.span
                 if stmt.op == "=":
                     if left != right:
-                        self.diags.append(errors.equality_mismatch(str(left), str(right), span,
-                                                                   stmt.lhs.span, stmt.rhs.span))
+                        self.diags.append(errors.equality_mismatch(str(left), str(right), stmt.rhs.span or span,
+                                                                   stmt.lhs.span))
                     elif left not in COMPARABLE:
                         self.diags.append(errors.equality_type(str(left), span))
                 elif left != SCALAR or right != SCALAR:
