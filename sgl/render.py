@@ -18,6 +18,7 @@ Only the source text is used (never the file system), so rendering cannot fail o
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Iterable
 
@@ -104,8 +105,6 @@ def _layout(diag: Diagnostic, sources: dict[str, str]) -> list[Line]:
         line_no, col = _display_line(anchor, sources.get(file))
         arrow = "-->" if index == 0 else ":::"
         where = f"{file}:{line_no}:{col}"
-        if anchor.start == anchor.end and file in sources and anchor.start >= len(sources[file].rstrip()):
-            where += " (at end of file)" if anchor.start >= len(sources[file]) or not sources[file][anchor.start:].strip() else ""
         lines.append([(f"{pad}{arrow} ", "gutter"), (where, None)])
         text = sources.get(file)
         if text is None:
@@ -124,14 +123,22 @@ def _layout(diag: Diagnostic, sources: dict[str, str]) -> list[Line]:
     return lines
 
 
-def _display_line(span: Span, text: str | None) -> tuple[int, int]:
-    """Where a span is shown: an empty span at the very end of the text (after trailing
-    newlines) is shown just after the last character, on the last line that has one."""
+def display_position(span: Span, text: str | None) -> tuple[int, int]:
+    """(line, column) where a span is shown. An empty span at the end of the text (where
+    "unexpected end of file" points) is shown just after the last code on the last line
+    that has any, not on an empty line past the end."""
     if text is None or span.start != span.end or span.start < len(text.rstrip()) or not text.strip():
         return span.line, span.column
     last = len(text.rstrip())
-    line = text.count("\n", 0, last) + 1
-    return line, last - (text.rfind("\n", 0, last) + 1) + 1
+    line_start = text.rfind("\n", 0, last) + 1
+    code = _COMMENT.sub(lambda m: m.group(1) or "", text[line_start:last]).rstrip()
+    if code:
+        last = line_start + len(code)
+    return text.count("\n", 0, last) + 1, last - line_start + 1
+
+
+_display_line = display_position
+_COMMENT = re.compile(r'("(?:[^"\\\n]|\\.)*"?)|#[^\n]*')
 
 
 def _snippet(group: list[tuple[Span, str, str, str]], text: str, width: int) -> list[Line]:

@@ -22,6 +22,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from sgl.diagnostics import Diagnostic, Label, Span
 from sgl.syntax.grammar import TooDeep, parser, terminal_spelling
 
+CONTINUATIONS = {"STAR", "PLUS", "MINUS", "SLASH", "DOT"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS"}
 SETTING_NAMES = ("prompt", "negative", "seed", "steps", "cfg", "resolution", "strength",
                  "model", "scheduler", "layers")
@@ -112,7 +113,7 @@ def explain(exc: UnexpectedInput, text: str, file: str, start: str = "start") ->
     generic = f"expected {wanted}, found {found}" if wanted else f"unexpected {found}"
 
     unclosed = _unclosed_bracket(text, position)
-    statement = _statement_text(text, position)
+    statement = _without_comments(_statement_text(text, len(text.rstrip()) if at_end else position))
     first_word = statement.split(maxsplit=1)[0] if statement.split() else ""
     notes: tuple[str, ...] = ()
     labels: tuple[Label, ...] = ()
@@ -125,7 +126,11 @@ def explain(exc: UnexpectedInput, text: str, file: str, start: str = "start") ->
     elif first_word in MODIFIER_WORDS and not statement.startswith(first_word + "("):
         code, message = "E009", f"`{first_word}` must follow a constraint"
         hint = "write modifiers after the constraint: `keep(dog) weight 2 from 0% to 50%`"
-    elif unclosed is not None and ("RPAR" in expected or "RSQB" in expected) and (
+    elif at_end and unclosed is not None and unclosed[0] == "{":
+        code, message = "E005", "unclosed `{`"
+        hint = "add `}` to close the block"
+        labels = (Label(Span.at_offsets(file, text, unclosed[1], unclosed[1] + 1), "unclosed delimiter"),)
+    elif unclosed is not None and unclosed[0] != "{" and ("RPAR" in expected or "RSQB" in expected) and (
             at_end or token.type in ("_NL", "RBRACE", "RPAR", "RSQB") or token.value in AFTER_CLOSE
             or text.count("\n", unclosed[1], position) > 0):
         bracket, where = unclosed
@@ -170,9 +175,11 @@ def _spell_expected(expected: list[str]) -> str:
     if EXPRESSION_STARTS <= names:
         names -= EXPRESSION_STARTS
         words.append("an expression")
+    elif names - CONTINUATIONS - EXPRESSION_STARTS:
+        names -= CONTINUATIONS  # after a complete expression, operators are noise
     words += sorted({terminal_spelling(n) for n in names}, key=_spelling_order)
     if len(words) > 6:
-        words = words[:6] + ["…"]
+        return "one of " + ", ".join(words[:6]) + ", …"
     if not words:
         return ""
     if len(words) == 1:
@@ -209,15 +216,13 @@ def _mistake_table(start: str) -> dict:
 
 
 def _unclosed_bracket(text: str, position: int) -> tuple[str, int] | None:
-    """The innermost `(` or `[` still open at `position` (strings and comments skipped)."""
+    """The innermost bracket still open at `position` (strings and comments skipped)."""
     stack: list[tuple[str, int]] = []
     for kind, where in _brackets(text[:position]):
-        if kind in "([":
+        if kind in "([{":
             stack.append((kind, where))
-        elif kind in ")]" and stack:
+        elif kind in ")]}" and stack:
             stack.pop()
-        elif kind == "\n":
-            pass
     return stack[-1] if stack else None
 
 
@@ -237,6 +242,10 @@ def _brackets(text: str):
         if char in "()[]{};\n":
             yield char, i
         i += 1
+
+
+def _without_comments(code: str) -> str:
+    return re.sub(r'("(?:[^"\\\n]|\\.)*"?)|#[^\n]*', lambda m: m.group(1) or "", code)
 
 
 def _statement_text(text: str, position: int) -> str:

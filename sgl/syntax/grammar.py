@@ -114,7 +114,7 @@ TERMINAL_WORDS = {
     "STRING": "a string",
     "RESOLUTION": "a resolution like `512x768`",
     "DISTANCE": "`l1` or `l2`",
-    "_NL": "a newline",
+    "_NL": "a new line",
     "_ARROW": "`->`",
     "$END": "end of file",
 }
