@@ -188,22 +188,51 @@ def _snippet(group: list[tuple[Span, str, str, str]], text: str, width: int) -> 
             line.append((prefix, style_for_bar))
         line.append((display, None))
         out.append(_trim(line))
+        gutter = f"{' ' * width} | " + ("  " if multi else "")
+        singles = []
         for first, last, start_col, end_col, mark, style, message in placed:
             if first == last == number:
                 begin = columns[min(start_col, len(columns)) - 1]
                 finish = columns[min(max(end_col, start_col), len(columns)) - 1]
-                length = max(finish - begin, 1)
-                underline: Line = [(f"{' ' * width} | ", "gutter")]
-                if multi:
-                    underline.append(("  ", None))
-                underline.append((" " * begin, None))
-                underline.append((mark * length + (f" {message}" if message else ""), style))
-                out.append(underline)
+                singles.append((begin, max(finish - begin, 1), mark, style, message))
             elif first < last and number == last:
                 last_char = columns[min(max(end_col - 2, 0), len(columns) - 1)]
-                underline = [(f"{' ' * width} | ", "gutter"),
-                             ("|" + "_" * (last_char + 1) + mark + (f" {message}" if message else ""), style)]
-                out.append(underline)
+                out.append([(f"{' ' * width} | ", "gutter"),
+                            ("|" + "_" * (last_char + 1) + mark + (f" {message}" if message else ""), style)])
+        out += _underlines(sorted(singles, key=lambda m: m[0]), gutter)
+    return out
+
+
+def _underlines(marks: list, gutter: str) -> list[Line]:
+    """Underline lines for the marks on one source line. Marks that do not overlap share one
+    line; the rightmost message goes after it, the others hang below on `|` bars (rustc)."""
+    overlapping = any(a[0] + a[1] > b[0] for a, b in zip(marks, marks[1:]))
+    if overlapping:
+        return [line for mark in marks for line in _underlines([mark], gutter)]
+    out: list[Line] = []
+    if not marks:
+        return out
+    underline: Line = [(gutter, "gutter")]
+    position = 0
+    for begin, length, mark, style, _ in marks:
+        underline.append((" " * (begin - position), None))
+        underline.append((mark * length, style))
+        position = begin + length
+    last_message, last_style = marks[-1][4], marks[-1][3]
+    if last_message:
+        underline.append((f" {last_message}", last_style))
+    out.append(underline)
+    hanging = [m for m in marks[:-1] if m[4]]
+    for index in range(len(hanging) - 1, -1, -1):
+        for with_message in (False, True):
+            line: Line = [(gutter, "gutter")]
+            position = 0
+            for begin, _, _, style, message in hanging[:index + 1]:
+                line.append((" " * (begin - position), None))
+                text = message if with_message and (begin, message) == (hanging[index][0], hanging[index][4]) else "|"
+                line.append((text, style))
+                position = begin + len(text)
+            out.append(line)
     return out
 
 

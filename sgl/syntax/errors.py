@@ -104,7 +104,10 @@ def explain(exc: UnexpectedInput, text: str, file: str, start: str = "start") ->
         span = Span.at_offsets(file, text, len(text), len(text))
         found = "end of file"
     elif token.type == "_NL":
-        span = Span.at_offsets(file, text, token.start_pos, token.start_pos)
+        line_start = text.rfind("\n", 0, token.start_pos) + 1
+        code_end = line_start + len(_without_comments(text[line_start:token.start_pos]).rstrip())
+        where = code_end if token.value != ";" else token.start_pos
+        span = Span.at_offsets(file, text, where, where)
         found = "end of line" if token.value != ";" else "`;`"
     else:
         span = Span.at_offsets(file, text, token.start_pos, token.end_pos)
