@@ -1,0 +1,133 @@
+"""Running a compiled program: IR requirements → sampler requests, IR terms → the energy
+callback, sampler output → a `Result`.
+
+This is the only place where the compiler's output meets the model. Attention is recorded
+per *word* (a word split into sub-tokens sums its columns); an object of several words reads
+the mean of its words' maps, so one recording serves every phrase, and a cached `orig` run
+recorded for all prompt words serves any later program on the same prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Iterable, Mapping
+
+import torch
+
+from sgl.diagnostics import SGLError
+from sgl.runtime.cache import RunCache
+from sgl.runtime.evaluate import EnergyCallback, Evaluator
+from sgl.runtime.hooks import Recorded
+from sgl.runtime.invert import invert
+from sgl.runtime.pipelines import load_pipeline, make_scheduler
+from sgl.runtime.result import Result
+from sgl.runtime.sampler import SELF, SourceSpec, sample
+from sgl.runtime.tokens import prompt_words
+
+REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
+
+
+def resolution_hw(value, default: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from a `resolution` setting: None, N, or (W, H)."""
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return int(value), int(value)
+    width, height = value
+    return int(height), int(width)
+
+
+def word_requests(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """Token groups to record: one per distinct word of the requested objects."""
+    words = sorted({w for key in keys for w in key})
+    return {(w,): w for w in words}
+
+
+def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]]) -> Recorded:
+    """`rec` plus a map for every multi-word key: the mean of its words' maps."""
+    attn = dict(rec.attn)
+    for key in keys:
+        if key not in attn and all((w,) in attn for w in key):
+            attn[key] = torch.stack([attn[(w,)] for w in key]).mean(0)
+    return Recorded(attn, rec.feats)
+
+
+def _window_test(windows):
+    windows = tuple(windows)
+    if not windows:
+        return lambda step: False
+    return lambda step: any(a <= step.fraction < b for a, b in windows)
+
+
+def _cache_key(info, settings: Mapping, name: str, prompt: str, seed: int) -> Hashable:
+    return (info.origin, name, prompt, settings["negative"], int(seed), int(settings["steps"]),
+            float(settings["cfg"]), repr(settings["resolution"]), settings["scheduler"], settings["layers"])
+
+
+def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = True,
+            cache: RunCache | None = None) -> Result:
+    """Sample `program` (an `sgl.Program`): the original, every reference and the edit."""
+    settings = program.settings
+    energy = program.energy
+    pipe, info = load_pipeline(pipe if pipe is not None else settings["model"], device, dtype)
+    height, width = resolution_hw(settings["resolution"], info.default_resolution)
+    steps, seed = int(settings["steps"]), int(settings["seed"])
+    scheduler = make_scheduler(pipe, settings["scheduler"])
+    needs = energy.requirements.sources
+    grid = info.latent_size(height, width)
+
+    # every source and the guided run record per word; phrases are rebuilt in the callback
+    keys = {name: set(n.objects) for name, n in needs.items()}
+    sources: list[SourceSpec] = []
+    for name, info_src in energy.sources.items():
+        if name == SELF:
+            continue
+        need = needs.get(name)
+        when = _window_test(need.windows) if need else (lambda step: False)
+        tokens = word_requests(need.objects) if need else {}
+        features = tuple(sorted(need.features)) if need else ()
+        if info_src.kind == "load":
+            trajectory = invert(pipe, info_src.path, info_src.prompt, steps=steps, height=height, width=width,
+                                scheduler=scheduler, info=info, span=info_src.span, progress=False)
+            sources.append(SourceSpec(name, trajectory=trajectory, tokens=tokens, features=features,
+                                      when=when, span=info_src.span))
+            continue
+        prompt = settings["prompt"] if name == "orig" else info_src.prompt
+        src_seed = seed if info_src.seed is None else int(info_src.seed)
+        cached = None
+        if cache is not None:
+            # record every prompt word and the default features at every step, so that the
+            # cached run serves any later program on the same prompt and seed
+            tokens = {(w,): w for w in sorted({w for w, _, _ in prompt_words(prompt)})}
+            features, when = tuple(sorted({*features, "default"})), None
+            cached = cache.get(_cache_key(info, settings, name, prompt, src_seed))
+        sources.append(SourceSpec(name, prompt=prompt, seed=src_seed, tokens=tokens, features=features,
+                                  when=when, cached=cached, span=info_src.span))
+
+    evaluator = Evaluator(energy.terms, grid=grid, device=pipe.unet.device)
+    callback = EnergyCallback(evaluator, {"default": info.profile.feature_layer})
+    all_keys = {k for ks in keys.values() for k in ks}
+
+    def energy_fn(step, recorded):
+        return callback(step, {name: with_phrases(rec, keys.get(name, all_keys)) for name, rec in recorded.items()})
+
+    self_need = needs.get(SELF)
+    keep_steps = sorted({min(steps - 1, int(f * steps)) for f in REPORT_FRACTIONS}) if steps else []
+    result = sample(
+        pipe, prompt=settings["prompt"], negative=settings["negative"], seed=seed, steps=steps,
+        cfg=float(settings["cfg"]), height=height, width=width,
+        strength=float(settings["strength"]) if energy.terms else 0.0,
+        energy=energy_fn if energy.terms else None,
+        guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),
+        tokens=word_requests(self_need.objects) if self_need else {},
+        features=tuple(sorted(self_need.features)) if self_need else (),
+        sources=sources, scheduler=scheduler, attn_layers=settings["layers"], progress=progress,
+        keep_steps=keep_steps if energy.terms else (), cache_sources=cache is not None, info=info)
+
+    if cache is not None:
+        for spec in sources:
+            run = result.sources.get(spec.name)
+            if spec.trajectory is None and run is not None and spec.cached is None:
+                cache.put(_cache_key(info, settings, spec.name, spec.prompt, spec.seed), run)
+    if "orig" not in result.sources:
+        raise SGLError.single("E229", "internal error: the original run is missing")
+    return Result.build(program, result, info, keys)

@@ -1,0 +1,77 @@
+"""End to end on the tiny random pipeline: compile → run → Result → files on disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import sgl
+
+PROGRAM = '''
+prompt "a photo of a red dog and a blue cat on the beach"
+seed 3
+steps 3
+cfg 5
+use edits
+centroid(dog) = centroid₀(dog) + (0.2, 0)
+for o in others(dog) { keep(o) }
+image ref = generate "a blue car in the snow" seed 2
+appearance(cat) = appearance[ref](car) weight 2 from 0% to 50%
+'''
+
+
+@pytest.fixture(scope="module")
+def result(tiny_sd):
+    return sgl.compile(PROGRAM).run(pipe=tiny_sd, progress=False)
+
+
+def test_run_produces_every_image_and_a_trace(result):
+    assert result.image.size == result.original.size == (32, 32)
+    assert set(result.sources) == {"ref"}
+    assert len(result.trace) == 3
+    guided = [row for row in result.trace if row["guided"]]
+    assert guided, "no step was guided"
+    names = {t["name"] for t in result.terms}
+    for row in guided:
+        assert set(row["terms"]) <= names
+        assert row["grad_norm"] is not None and row["grad_norm"] > 0
+
+
+def test_window_switches_the_appearance_term_off(result):
+    label = "appearance(cat) = appearance[ref](car) weight 2 from 0% to 50%"
+    active = [label in row["terms"] for row in result.trace]
+    assert active == [True, True, False]
+
+
+def test_guidance_changes_the_image_and_strength_zero_does_not(tiny_sd, result):
+    import numpy as np
+
+    edited = np.asarray(result.image, dtype=np.float32)
+    original = np.asarray(result.original, dtype=np.float32)
+    assert np.abs(edited - original).max() > 0
+    plain = sgl.compile(PROGRAM, strength=0).run(pipe=tiny_sd, progress=False)
+    assert np.array_equal(np.asarray(plain.image), np.asarray(plain.original))
+
+
+def test_save_writes_all_outputs(result, tmp_path):
+    out = result.save(tmp_path / "run")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["edited.png", "original.png", "ref.png", "report.html", "trace.json"]
+    trace = json.loads((out / "trace.json").read_text())
+    assert len(trace["steps"]) == 3 and trace["terms"]
+    html = (out / "report.html").read_text()
+    assert "centroid(dog)" in html and "data:image/png;base64" in html
+
+
+def test_cache_reuses_the_original_run(tiny_sd):
+    from sgl.runtime.cache import RunCache
+
+    cache = RunCache()
+    base = 'prompt "a red dog and a blue cat"\nsteps 2\nuse edits\n'
+    first = sgl.compile(base + "move(dog, (0.1, 0))").run(pipe=tiny_sd, progress=False, cache=cache)
+    second = sgl.compile(base + "centroid(cat).x < 0.4").run(pipe=tiny_sd, progress=False, cache=cache)
+    assert (cache.misses, cache.hits) == (1, 1)
+    import numpy as np
+
+    assert np.array_equal(np.asarray(first.original), np.asarray(second.original))
