@@ -3,14 +3,16 @@ sides (a program that follows it checks, one that breaks it gets the rule's code
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from sgl.check import check
-from sgl.check.types import MAP, SCALAR, VEC2, VECTOR, list_of, OBJECT
+from sgl.check.types import MAP, OBJECT, SCALAR, VEC2, VECTOR, list_of
 from sgl.diagnostics import SGLError
 from sgl.syntax import ast
 from sgl.syntax.parse import parse
@@ -530,3 +532,55 @@ def test_checker_does_not_import_torch():
             "check(parse('prompt \"a dog\"\\nuse edits\\nkeep(dog)\\n'));"
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# ----------------------------------------------------------------------------- files on disk
+
+def test_image_files_resolve_against_the_program_folder(tmp_path):
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.png").write_bytes(b"")
+    main = tmp_path / "main.sgl"
+    src = HEAD + 'image p = load "pics/a.png" caption "a dog"\nshape(dog) = mask("pics/a.png")\n'
+    main.write_text(src)
+    c = check(parse(src, str(main)), texts={str(main): src})
+    assert c.sources["p"].path == str(tmp_path / "pics" / "a.png")
+    assert list(c.paths.values()) == [str(tmp_path / "pics" / "a.png")] * 2
+    with pytest.raises(SGLError) as info:
+        check(parse(src.replace("a.png", "b.png"), "<input>"), base_dir=tmp_path)
+    assert [d.code for d in info.value.errors] == ["E039", "E039"]
+
+
+# ----------------------------------------------------------------------------- robustness
+
+_SOURCES = [p.read_text() for p in sorted((ROOT / "examples").glob("*.sgl"))]
+_PIECES = ["dog", "circle", "square", "size", "centroid", "(", ")", ",", "+", "-", "*", "/", "=", "<",
+           "0.5", "(0.1, 0)", "₀", ".x", '"a"', "keep", "objects()", "others(circle)", "weight 2",
+           "from 10% to 20%", "using l2", "margin 0.1", "attn(circle)", "feat()", "norm", "use edits",
+           "[orig]", "[ref]", "for o in [circle] {", "}", "\n", "fn f(o: Object) = ", "let v = "]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(_SOURCES),
+       st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.sampled_from(["put", "del", "ins"]),
+                          st.sampled_from(_PIECES)), min_size=1, max_size=3))
+def test_mutated_examples_give_diagnostics_never_exceptions(src, edits):
+    tokens = re.findall(r"\w+|[^\w\s]|\s+", src)
+    for where, op, piece in edits:
+        i = int(where * len(tokens))
+        if op == "put":
+            tokens[i] = piece
+        elif op == "del":
+            del tokens[i]
+        else:
+            tokens.insert(i, piece)
+    text = "".join(tokens)
+    try:
+        program = parse(text, "m.sgl")
+    except SGLError:
+        return
+    try:
+        check(program, texts={"m.sgl": text})
+    except SGLError as e:
+        assert e.errors
+        for d in e.diagnostics:
+            assert d.span is not None and 0 <= d.span.start <= d.span.end <= len(e.sources[d.span.file])

@@ -54,10 +54,13 @@ class _Phases:
 
 
 def check(program: ast.Program, *, texts: dict[str, str] | None = None,
-          loader: Loader | None = None) -> CheckedProgram:
+          loader: Loader | None = None, base_dir: str | os.PathLike | None = None) -> CheckedProgram:
     """Check `program` (a parsed main file). `texts` holds source texts by file name (at least
     the main file's, for rendering); `loader(path) -> text` reads `use "file.sgl"` imports
-    (default: the file system). Raises `SGLError` with every error of the first failing phase."""
+    (default: the file system). Image files (`load "x.png"`, `mask("m.png")`) are resolved
+    against the program's folder, or `base_dir` for a program that is not a file on disk, and
+    must exist; with neither, they are left as written and not looked for.
+    Raises `SGLError` with every error of the first failing phase."""
     texts = dict(texts or {})
     phases = _Phases(texts)
 
@@ -76,7 +79,7 @@ def check(program: ast.Program, *, texts: dict[str, str] | None = None,
         phases.barrier()
 
     on_disk = not program.file.startswith("<") and os.path.exists(program.file)
-    base = os.path.dirname(program.file) if on_disk else None
+    base = os.path.dirname(program.file) if on_disk else (os.fspath(base_dir) if base_dir is not None else None)
     resolver = Resolver(modules, settings.get("prompt", ""), base)
     resolver.run()
     phases.add(resolver.diags)
