@@ -223,11 +223,66 @@ def repl_command(args: argparse.Namespace) -> int:
     return repl_main(args.file, model=args.model, device=args.device)
 
 
+# ----------------------------------------------------------------------------- sgl run
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the SGL program to run")
+    parser.add_argument("-o", "--out", metavar="DIR", help="output folder (default: out/<program name>)")
+    parser.add_argument("--model", help='"shapes" (the embedded model) or a local diffusers folder')
+    parser.add_argument("--device", help="where to sample, e.g. cpu or cuda (default: cuda if present)")
+    parser.add_argument("--steps", type=int, help="number of sampling steps")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of the program (repeatable), e.g. --set cfg=5")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_setting_value(text: str):
+    """`--set` values: integers, numbers, `WxH` resolutions, else strings."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    width, sep, height = text.partition("x")
+    if sep and width.isdigit() and height.isdigit():
+        return (int(width), int(height))
+    return text
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Compile and run a program; write images, trace.json and report.html to the folder."""
+    import sgl
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"no such file: {args.file}")
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = parse_setting_value(value.strip())
+    for key in ("model", "steps", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    program = sgl.compile(path, **overrides)
+    if program.energy.warnings:
+        print_diagnostics(list(program.energy.warnings), program.energy.texts, args.debug)
+    result = program.run(device=args.device, progress=not args.quiet)
+    out = result.save(Path(args.out) if args.out else Path("out") / path.stem)
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    sys.stdout.write(f"wrote {out}/original.png, {out}/edited.png, {out}/trace.json, {out}/report.html\n")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- the table
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "check": Subcommand("check programs without running them", _check_options, check_command),
     "fmt": Subcommand("format programs in the canonical layout", _fmt_options, fmt_command),
+    "run": Subcommand("run a program: sample the original and the edited image", _run_options, run_command),
     "repl": Subcommand("try constraints interactively", _repl_options, repl_command),
 }
 
