@@ -219,7 +219,8 @@ def _align_trailing_comments(code: list[str], comments: list[str]) -> list[str]:
     out = list(code)
     run: list[int] = []
     for index in range(len(code) + 1):
-        if index < len(code) and comments[index] and code[index].strip():
+        if index < len(code) and comments[index] and _alignable(code[index]) and (
+                not run or _indent(code[run[0]]) == _indent(code[index])):
             run.append(index)
             continue
         if run:
@@ -228,8 +229,21 @@ def _align_trailing_comments(code: list[str], comments: list[str]) -> list[str]:
                 out[i] = code[i].ljust(column) + comments[i]
             run = []
         if index < len(code) and comments[index]:
-            out[index] = code[index] + comments[index]
+            if _alignable(code[index]):
+                run = [index]
+            else:
+                out[index] = code[index] + "  " + comments[index]
     return out
+
+
+def _alignable(line: str) -> bool:
+    """Statement lines align their comments; block headers and closing braces do not."""
+    stripped = line.strip()
+    return bool(stripped) and not stripped.endswith("{") and stripped != "}"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _block_of(stmt):
