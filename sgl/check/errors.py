@@ -21,6 +21,11 @@ def _label(span: Span | None, message: str) -> tuple[Label, ...]:
     return (Label(span, message),) if span is not None else ()
 
 
+def _a(type_name: str) -> str:
+    """`Object` → "an Object", `Map` → "a Map"."""
+    return ("an " if type_name[:1].lower() in "aeiou" else "a ") + type_name
+
+
 def _list(names: Iterable[str], limit: int = 8) -> str:
     names = list(names)
     shown = ", ".join(f"`{n}`" for n in names[:limit])
@@ -166,7 +171,7 @@ def macro_in_expression(name: str, span: Span) -> Diagnostic:
 
 
 def value_fn_as_statement(name: str, returns: str | None, span: Span) -> Diagnostic:
-    what = f"returns a {returns}" if returns else "computes a value"
+    what = f"returns {_a(returns)}" if returns else "computes a value"
     return Diagnostic("E041", f"`{name}` {what}, not constraints", span,
                       hint=f"constrain its value, e.g. `{name}(…) = …`",
                       notes=("only constraint macros (`fn f(…) { … }`) can stand alone as statements",))
@@ -177,11 +182,13 @@ def source_on_macro(name: str, span: Span) -> Diagnostic:
                       hint="put the source on the values inside the constraint, e.g. `centroid[ref](o)`")
 
 
-def wrong_arity(name: str, low: int, high: int, given: int, span: Span, declared_at: Span | None) -> Diagnostic:
+def wrong_arity(name: str, low: int, high: int, given: int, span: Span, declared_at: Span | None,
+                signatures: Sequence[str] = ()) -> Diagnostic:
     want = str(low) if low == high else f"{low} to {high}"
     plural = "" if high == 1 and low == 1 else "s"
     return Diagnostic("E043", f"`{name}` takes {want} argument{plural} but {given} {'was' if given == 1 else 'were'} given",
-                      span, labels=_label(declared_at, f"`{name}` is defined here"))
+                      span, labels=_label(declared_at, f"`{name}` is defined here"),
+                      notes=tuple(f"signature: {s}" for s in signatures))
 
 
 def duplicate_param(name: str, span: Span) -> Diagnostic:
@@ -205,7 +212,7 @@ def operator_mismatch(op: str, left: str, right: str, span: Span, hint: str | No
 
 
 def negation_type(found: str, span: Span) -> Diagnostic:
-    return Diagnostic("E051", f"cannot negate a {found}", span,
+    return Diagnostic("E051", f"cannot negate {_a(found)}", span,
                       notes=("unary `-` applies to Scalar, Vec2, Map and Vector",))
 
 
@@ -226,7 +233,7 @@ def bad_attribute(attr: str, found: str, span: Span) -> Diagnostic:
 
 def list_mismatch(first: str, found: str, span: Span, first_span: Span | None) -> Diagnostic:
     return Diagnostic("E055", f"list items must all have one type: expected {first}, found {found}", span,
-                      labels=_label(first_span, f"this is a {first}"))
+                      labels=_label(first_span, f"this is {_a(first)}"))
 
 
 def empty_list(span: Span) -> Diagnostic:
@@ -234,9 +241,10 @@ def empty_list(span: Span) -> Diagnostic:
 
 
 def argument_type(fn: str, param: str, expected: str, found: str, span: Span,
-                  declared_at: Span | None) -> Diagnostic:
+                  declared_at: Span | None, signature: str | None = None) -> Diagnostic:
     return Diagnostic("E056", f"argument `{param}` of `{fn}` expects {expected}, found {found}", span,
-                      labels=_label(declared_at, "parameter declared here"))
+                      labels=_label(declared_at, "parameter declared here"),
+                      notes=(f"signature: {signature}",) if signature else ())
 
 
 def no_overload(fn: str, found: Sequence[str], signatures: Sequence[str], span: Span) -> Diagnostic:
@@ -246,7 +254,7 @@ def no_overload(fn: str, found: Sequence[str], signatures: Sequence[str], span: 
 
 
 def return_type(fn: str, declared: str, found: str, span: Span, declared_at: Span | None) -> Diagnostic:
-    return Diagnostic("E058", f"`{fn}` is declared to return {declared} but its body is a {found}", span,
+    return Diagnostic("E058", f"`{fn}` is declared to return {declared} but its body is {_a(found)}", span,
                       labels=_label(declared_at, f"declared {declared} here"))
 
 
@@ -259,12 +267,12 @@ def default_type(param: str, expected: str, found: str, span: Span) -> Diagnosti
 def equality_mismatch(left: str, right: str, span: Span, left_span: Span | None = None) -> Diagnostic:
     """`span` is the right-hand side (the value that does not fit); the left side is labelled."""
     return Diagnostic("E060", f"both sides of `=` must have one type, found {left} and {right}", span,
-                      labels=_label(left_span, f"this is a {left}"),
+                      labels=_label(left_span, f"this is {_a(left)}"),
                       hint="compare like with like, e.g. `centroid(a) = centroid₀(a)`")
 
 
 def equality_type(found: str, span: Span) -> Diagnostic:
-    return Diagnostic("E061", f"cannot constrain a {found} with `=`", span,
+    return Diagnostic("E061", f"cannot constrain {_a(found)} with `=`", span,
                       notes=("`=` compares Scalar, Vec2, Map, Vector or Features values",))
 
 

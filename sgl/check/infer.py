@@ -249,7 +249,8 @@ class Inferer:
             high = max(_arity(i)[1] for i in infos)
             first = infos[0]
             declared = None if first.module.stdlib else (first.fn.name_span or first.fn.span)
-            self.diags.append(errors.wrong_arity(e.func, low, high, n, e.span, declared))
+            self.diags.append(errors.wrong_arity(e.func, low, high, n, e.span, declared,
+                                                 [signature(i) for i in infos]))
             return None
         if len(infos) == 1:
             info = infos[0]
@@ -260,7 +261,7 @@ class Inferer:
                 elif found != ptype:
                     declared = None if info.module.stdlib else param.span
                     self.diags.append(errors.argument_type(e.func, param.name, str(ptype), str(found),
-                                                           _span(arg), declared))
+                                                           _span(arg), declared, signature(info)))
                     ok = False
             if not ok:
                 return None

@@ -46,7 +46,10 @@ def _what(stmt) -> str:
 
 
 def _stmt_span(stmt) -> Span | None:
-    return getattr(stmt, "name_span", None) or stmt.span
+    """Where to point at a misplaced statement: a function's name, else the whole statement."""
+    if isinstance(stmt, ast.FnDef):
+        return stmt.name_span or stmt.span
+    return stmt.span
 
 
 @attrs.define
