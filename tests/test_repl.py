@@ -340,3 +340,30 @@ def test_cli_repl_rejects_a_missing_file(tmp_path, capsys):
         main(["repl", str(tmp_path / "nope.sgl")])
     assert exit_.value.code == 2
     assert "nope.sgl" in capsys.readouterr().err
+
+
+def test_second_run_reuses_the_original_from_the_cache(tmp_path, tiny_sd):
+    pytest.importorskip("sgl.runtime.execute")
+    from sgl.runtime.cache import RunCache
+
+    cache = RunCache()
+    session = Session(base_dir=tmp_path, out_dir=tmp_path / "out", pipe=tiny_sd, cache=cache,
+                      progress=False, opener=lambda paths: None)
+    started(session)
+    assert session.handle("resolution 32").ok          # the tiny model's own size: fast
+    assert session.handle("centroid(circle) = centroid_0(circle) + (0.1, 0)").ok
+    first = session.handle(":run --steps 2")
+    assert first.ok, first.text
+    misses = cache.misses
+    assert misses >= 1                                  # the original was sampled once
+    assert (tmp_path / "out" / "run-001" / "edited.png").is_file()
+    assert str(tmp_path / "out" / "run-001" / "original.png") in first.text
+
+    session.handle(":undo")
+    assert session.handle("size(square) = 1.5 * size_0(square)").ok    # another constraint
+    second = session.handle(":run --steps 2")
+    assert second.ok, second.text
+    assert cache.misses == misses and cache.hits >= 1    # ... and not sampled again
+    assert "cache" in second.text
+    shown = session.handle(":show")
+    assert shown.ok and str(tmp_path / "out" / "run-002" / "edited.png") in shown.text
