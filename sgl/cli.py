@@ -277,6 +277,31 @@ def run_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- sgl ir
+
+def _ir_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the SGL program to compile")
+    parser.add_argument("--json", action="store_true", help="print the IR as JSON")
+    parser.add_argument("--no-opt", dest="optimize", action="store_false",
+                        help="skip the passes (folding, dead terms, gradient cut)")
+
+
+def ir_command(args: argparse.Namespace) -> int:
+    """Print the energy IR: shared nodes once, then the terms, then what the runtime records."""
+    from sgl import compiler
+    from sgl.ir.printer import format_ir, format_ir_json
+
+    program = compiler.check_file(_existing_files([args.file])[0], optimize=args.optimize)
+    print_diagnostics(list(program.warnings), program.texts, args.debug)
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(format_ir_json(program), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(format_ir(program))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- the table
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -284,6 +309,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "fmt": Subcommand("format programs in the canonical layout", _fmt_options, fmt_command),
     "run": Subcommand("run a program: sample the original and the edited image", _run_options, run_command),
     "repl": Subcommand("try constraints interactively", _repl_options, repl_command),
+    "ir": Subcommand("print a program's energy IR", _ir_options, ir_command),
 }
 
 

@@ -439,6 +439,26 @@ def test_json_matches_text():
     assert data["requirements"]["sources"]["orig"]["attn"] == [["dog"]]
 
 
+def test_sgl_ir_command(tmp_path, capsys):
+    import json
+
+    from sgl.cli import main
+
+    program = tmp_path / "p.sgl"
+    program.write_text(PROMPT + "size(dog) = 0.1 + 0.2\n", encoding="utf-8")
+    assert main(["ir", str(program)]) == 0
+    out = capsys.readouterr().out
+    assert "(optimized)" in out and re.search(r"^%\d+ = l1 %\d+, 0\.3", out, re.M)
+    assert main(["ir", str(program), "--no-opt"]) == 0
+    assert re.search(r"^%\d+ = add 0\.1, 0\.2", capsys.readouterr().out, re.M)
+    assert main(["ir", str(program), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["terms"][0]["distance"] == "l1"
+    program.write_text(PROMPT + "size₀(dog) = 0.1\n", encoding="utf-8")
+    assert main(["ir", str(program)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "E103" in captured.err and "Traceback" not in captured.err
+
+
 # ----------------------------------------------------------------------------- layering
 
 def test_compiler_half_does_not_import_torch():

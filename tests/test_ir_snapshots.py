@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sgl.compiler import check_file
-from sgl.ir.printer import format_ir
+from sgl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = ROOT / "tests" / "snapshots" / "ir"
@@ -20,9 +19,10 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.sgl"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_ir_snapshot(path, monkeypatch):
+def test_ir_snapshot(path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # file names in the output are relative to the repository
-    text = format_ir(check_file(path.relative_to(ROOT)))
+    assert main(["ir", str(path.relative_to(ROOT))]) == 0
+    text = capsys.readouterr().out
     snapshot = SNAPSHOTS / f"{path.stem}.txt"
     if os.environ.get("SGL_BLESS"):
         snapshot.parent.mkdir(parents=True, exist_ok=True)
