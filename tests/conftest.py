@@ -15,6 +15,16 @@ TINY_WORDS = ["a", "photo", "of", "dog", "cat", "and", "red", "blue", "car", "ho
 TINY_LATENT = 16  # latent side; the VAE below scales by 2, so images are 32 x 32
 
 
+def limit_torch_threads() -> None:
+    """One intra-op thread (override with SGL_TEST_THREADS): on a small shared CPU, tiny models
+    run 3-10x faster single-threaded than with threads spinning against other processes."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SGL_TEST_THREADS", "1")))
+
+
 def _tiny_vae():
     from diffusers import AutoencoderKL
 
@@ -97,12 +107,14 @@ def build_tiny_sdxl():
 @pytest.fixture(scope="session")
 def tiny_sd():
     """A tiny random SD 1.x-style pipeline (DDIM, 16x16 latent, 32x32 images)."""
+    limit_torch_threads()
     return build_tiny_sd()
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl():
     """A tiny random SDXL-style pipeline (two text encoders, text_time embedding, DDIM)."""
+    limit_torch_threads()
     return build_tiny_sdxl()
 
 

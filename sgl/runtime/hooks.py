@@ -165,22 +165,25 @@ class Recorder:
                      [len(source.tokens[k]) for k in keys], keys, frozenset(source.features))
 
     def store_attention(self, layer: str, probs: torch.Tensor) -> None:
-        if not self._open:
-            return  # a gradient-checkpointing recomputation, or nothing requested
+        # After `collect` (a gradient-checkpointing recomputation during backward) the same
+        # selections are computed and dropped: recomputation must save the same tensors.
         for plan in self._plans:
             if plan.keys:
                 rows = plan.rows.to(probs.device)
-                self._attn_store[plan.name][layer] = select_probs(probs, rows, plan.columns.to(probs.device))
+                picked = select_probs(probs, rows, plan.columns.to(probs.device))
+                if self._open:
+                    self._attn_store[plan.name][layer] = picked
 
     def _feature_hook(self, layer: str):
         def hook(module, inputs, output):
-            if not self._open:
-                return
             tensor = output[0] if isinstance(output, (tuple, list)) else output
-            for plan in self._plans:
+            for plan in self._plans:  # also when closed: see store_attention
                 if layer in plan.features:
-                    self._feat_store[plan.name][layer] = tensor.index_select(0, plan.rows.to(tensor.device))
-            self._mark_done(layer)
+                    picked = tensor.index_select(0, plan.rows.to(tensor.device))
+                    if self._open:
+                        self._feat_store[plan.name][layer] = picked
+            if self._open:
+                self._mark_done(layer)
         return hook
 
     def _done_hook(self, layer: str):
@@ -204,7 +207,7 @@ class Recorder:
         for plan in self._plans:
             attn = self._aggregate(plan, self._attn_store[plan.name]) if plan.keys else {}
             out[plan.name] = Recorded(attn, dict(self._feat_store[plan.name]))
-        self._open = False
+        self._open = False  # plans stay until the next `expect` (see store_attention)
         self._attn_store, self._feat_store = {}, {}
         return out
 

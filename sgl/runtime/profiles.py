@@ -16,8 +16,12 @@ from dataclasses import dataclass
 
 from sgl.diagnostics import SGLError, Span
 
-SD_CHANNELS = (320, 640, 1280, 1280)
-SDXL_CHANNELS = (320, 640, 1280)
+# Architectures are recognised by their block layout (not channel counts), so that a small
+# model with SD's or SDXL's layout gets the same layers as the real one.
+SD_DOWN = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+SD_UP = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+SDXL_DOWN = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+SDXL_UP = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,12 @@ def _up_block_has_cross_attention(unet, index: int) -> bool:
     return any(name.startswith(prefix) for name in cross_attention_layers(unet))
 
 
-def _channels(unet) -> tuple[int, ...]:
-    return tuple(getattr(unet.config, "block_out_channels", ()))
+def _layout(unet) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(getattr(unet.config, "down_block_types", ())), tuple(getattr(unet.config, "up_block_types", ()))
 
 
 def _sd_profile(unet) -> Profile | None:
-    if _channels(unet) != SD_CHANNELS or len(unet.up_blocks) != 4:
+    if _layout(unet) != (SD_DOWN, SD_UP):
         return None
     layers = tuple(n for n in cross_attention_layers(unet)
                    if n.startswith(("up_blocks.1.", "up_blocks.2.")))
@@ -59,7 +63,7 @@ def _sd_profile(unet) -> Profile | None:
 
 
 def _sdxl_profile(unet) -> Profile | None:
-    if _channels(unet) != SDXL_CHANNELS or len(unet.up_blocks) != 3:
+    if _layout(unet) != (SDXL_DOWN, SDXL_UP):
         return None
     wanted = {f"up_blocks.0.attentions.1.transformer_blocks.{k}.attn2" for k in (1, 2, 3)}
     layers = tuple(n for n in cross_attention_layers(unet) if n in wanted)

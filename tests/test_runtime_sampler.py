@@ -1,0 +1,198 @@
+"""The guided sampling loop: equality with diffusers, guidance lowers the energy, sources,
+caching, schedulers, the NaN guard, SDXL."""
+
+import copy
+
+import pytest
+import torch
+
+from sgl.diagnostics import SGLError
+from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, sample
+
+PROMPT = "a photo of a dog and a cat"
+STEPS = 3
+
+
+def _pipe_latents(pipe, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, **kw):
+    return pipe(prompt, num_inference_steps=steps, guidance_scale=cfg, output_type="latent",
+                generator=torch.Generator().manual_seed(seed), **kw).images
+
+
+def centroid_x(attn):
+    """Attention centroid x in [0, 1] per row of a [B, H, W] map."""
+    width = attn.shape[-1]
+    xs = (torch.arange(width, dtype=attn.dtype) + 0.5) / width
+    return (attn.sum(1) * xs).sum(-1) / attn.sum((1, 2))
+
+
+def push_dog_right(step, recorded):
+    cx = centroid_x(recorded[SELF].attn["dog"])
+    return EnergyOut(total=1.0 - cx, terms={"dog.x": float(cx.detach().mean())})
+
+
+def test_strength_zero_equals_the_pipeline(tiny_sd):
+    reference = _pipe_latents(tiny_sd)
+    plain = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5)
+    assert torch.equal(plain.latents, reference)
+    unguided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=0.0,
+                      energy=push_dog_right, tokens={"dog": "dog"})
+    assert torch.equal(unguided.latents, reference)
+    assert plain.image.size == (32, 32)
+
+
+def test_sources_equal_their_own_pipeline_runs(tiny_sd):
+    result = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5,
+                    sources=[SourceSpec("orig", PROMPT, tokens={"dog": "dog"}, features=["default"]),
+                             SourceSpec("ref", "a red car", seed=5, tokens={"car": "car"})])
+    # batch composition changes float rounding a little, nothing more
+    assert (result.latents - _pipe_latents(tiny_sd)).abs().max() < 1e-4
+    assert (result.sources["orig"].latents - _pipe_latents(tiny_sd)).abs().max() < 1e-4
+    assert (result.sources["ref"].latents - _pipe_latents(tiny_sd, "a red car", seed=5)).abs().max() < 1e-4
+    assert set(result.sources) == {"orig", "ref"}
+
+
+def test_guidance_lowers_the_energy_and_is_deterministic(tiny_sd):
+    unguided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, keep_steps=[STEPS - 1],
+                      tokens={"dog": "dog"}, energy=push_dog_right, strength=0.0)
+    kwargs = dict(prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=3e4, energy=push_dog_right,
+                  tokens={"dog": "dog"}, keep_steps=[STEPS - 1])
+    guided = sample(tiny_sd, **kwargs)
+    again = sample(tiny_sd, **kwargs)
+    assert torch.equal(guided.latents, again.latents)
+    assert all(s.guided and s.grad_norm > 0 for s in guided.trace)
+    x_guided = [s.terms["dog.x"] for s in guided.trace]
+    assert x_guided[-1] > x_guided[0]
+    # the final attention of the guided run vs the unguided one (same seed)
+    final = guided.kept[STEPS - 1][SELF].attn["dog"]
+    final_unguided = unguided.kept[STEPS - 1][SELF].attn["dog"]
+    assert float(1 - centroid_x(final)) < float(1 - centroid_x(final_unguided))
+    assert final.shape == (1, 16, 16) and final.device.type == "cpu"
+
+
+def test_energy_sees_every_source_and_none_skips_the_gradient(tiny_sd):
+    seen = []
+
+    def energy(step, recorded):
+        seen.append((step.index, sorted(recorded), step.sigma, step.fraction))
+        if step.index == 1:
+            return None
+        diff = recorded[SELF].attn["dog"] - recorded["orig"].attn["dog"]
+        feat = recorded[SELF].feats["up_blocks.0"] - recorded["orig"].feats["up_blocks.0"]
+        return EnergyOut(diff.abs().mean() + feat.abs().mean(), {"keep": 0.0})
+
+    result = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=10.0, energy=energy,
+                    tokens={"dog": "dog"}, features=["default"],
+                    sources=[SourceSpec("orig", PROMPT, tokens={"dog": "dog"}, features=["default"])])
+    assert [s[1] for s in seen] == [["orig", SELF]] * STEPS
+    assert seen[0][2] > seen[-1][2] > 0 and [s[3] for s in seen] == [0, 1 / 3, 2 / 3]
+    assert [s.guided for s in result.trace] == [True, False, True]
+    assert result.trace[1].grad_norm is None
+
+
+def test_guide_when_skips_steps_without_calling_energy(tiny_sd):
+    calls = []
+    result = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=100.0,
+                    energy=lambda s, r: calls.append(s.index) or push_dog_right(s, r),
+                    guide_when=lambda s: s.fraction < 0.5, tokens={"dog": "dog"})
+    assert calls == [0, 1]
+    assert [s.guided for s in result.trace] == [True, True, False]
+
+
+def test_non_finite_gradient_skips_guidance_and_warns(tiny_sd):
+    def bad(step, recorded):
+        return EnergyOut(recorded[SELF].attn["dog"].sum() * float("nan"))
+
+    result = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=1.0, energy=bad,
+                    tokens={"dog": "dog"})
+    assert all(s.skipped for s in result.trace)
+    assert len(result.warnings) == STEPS and "non-finite" in result.warnings[0]
+    assert (result.latents - _pipe_latents(tiny_sd)).abs().max() < 1e-4
+
+
+def test_cached_source_is_reused_and_gives_the_same_result(tiny_sd):
+    def keep_close(step, recorded):
+        return EnergyOut((recorded[SELF].attn["dog"] - recorded["orig"].attn["dog"]).pow(2).sum())
+
+    common = dict(prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=50.0, energy=keep_close,
+                  tokens={"dog": "dog"})
+    first = sample(tiny_sd, cache_sources=True, **common,
+                   sources=[SourceSpec("orig", PROMPT, tokens={"dog": "dog"})])
+    cached_run = first.sources["orig"]
+    assert len(cached_run.recorded) == STEPS and cached_run.recorded[0].attn["dog"].shape == (1, 16, 16)
+    calls = []
+    original_forward = tiny_sd.unet.forward
+
+    def counting_forward(sample_, *args, **kwargs):
+        calls.append(sample_.shape[0])
+        return original_forward(sample_, *args, **kwargs)
+
+    tiny_sd.unet.forward = counting_forward
+    try:
+        second = sample(tiny_sd, **common, sources=[SourceSpec("orig", PROMPT, tokens={"dog": "dog"},
+                                                               cached=cached_run)])
+    finally:
+        del tiny_sd.unet.forward
+    assert calls == [1, 1] * STEPS  # guided uncond (no grad), guided cond (grad): orig not rerun
+    assert second.sources["orig"] is cached_run
+    assert (second.latents - first.latents).abs().max() < 1e-4
+    # other settings: the cache does not fit and the source runs again
+    third = sample(tiny_sd, **{**common, "seed": 4},
+                   sources=[SourceSpec("orig", PROMPT, tokens={"dog": "dog"}, cached=cached_run)])
+    assert third.sources["orig"] is not cached_run
+
+
+def test_unknown_word_and_bad_pattern_are_sgl_errors(tiny_sd):
+    with pytest.raises(SGLError) as err:
+        sample(tiny_sd, prompt=PROMPT, steps=1, tokens={"dgo": "dgo"})
+    assert err.value.diagnostics[0].code == "E201"
+    with pytest.raises(SGLError) as err:
+        sample(tiny_sd, prompt=PROMPT, steps=1, attn_layers="nothing.*")
+    assert err.value.diagnostics[0].code == "E211"
+
+
+def test_euler_scheduler_runs_and_matches_the_pipeline(tiny_sd):
+    from diffusers import EulerDiscreteScheduler
+
+    euler = EulerDiscreteScheduler.from_config(tiny_sd.scheduler.config)
+    plain = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, scheduler=euler)
+    pipe = copy.copy(tiny_sd)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(tiny_sd.scheduler.config)
+    assert torch.equal(plain.latents, _pipe_latents(pipe))
+    guided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, scheduler=euler,
+                    strength=100.0, energy=push_dog_right, tokens={"dog": "dog"})
+    sigmas = [s.sigma for s in guided.trace]
+    assert all(0 < s < 1 for s in sigmas) and sigmas == sorted(sigmas, reverse=True)
+
+
+def test_gradient_checkpointing_gives_the_same_result(tiny_sd):
+    def energy(step, recorded):  # a resnet's output is recomputed inside a checkpointed region
+        feats = recorded[SELF].feats["up_blocks.1.resnets.0"]
+        return EnergyOut(push_dog_right(step, recorded).total + feats.pow(2).mean())
+
+    common = dict(prompt=PROMPT, seed=3, steps=2, cfg=7.5, strength=3e3, energy=energy,
+                  tokens={"dog": "dog"}, features=["up_blocks.1.resnets.0"])
+    plain = sample(tiny_sd, **common)
+    checkpointed = sample(tiny_sd, checkpointing=True, **common)
+    assert not tiny_sd.unet.is_gradient_checkpointing
+    assert (plain.latents - checkpointed.latents).abs().max() < 1e-5
+    assert plain.trace[0].grad_norm == pytest.approx(checkpointed.trace[0].grad_norm, rel=1e-4)
+
+
+def test_sdxl_strength_zero_equals_pipeline_and_guided_step_runs(tiny_sdxl):
+    reference = _pipe_latents(tiny_sdxl, steps=2)
+    plain = sample(tiny_sdxl, prompt=PROMPT, seed=3, steps=2, cfg=7.5)
+    assert torch.equal(plain.latents, reference)
+    guided = sample(tiny_sdxl, prompt=PROMPT, seed=3, steps=2, cfg=7.5, strength=1e3,
+                    energy=push_dog_right, tokens={"dog": "dog"}, features=["default"],
+                    sources=[SourceSpec("orig", PROMPT, tokens={"dog": "dog"})])
+    assert all(s.guided and s.grad_norm > 0 for s in guided.trace)
+    assert not torch.equal(guided.latents, reference)
+    assert guided.image.size == (32, 32)
+
+
+def test_bfloat16_guided_run_stays_finite(tiny_sd):
+    pipe = copy.deepcopy(tiny_sd).to(dtype=torch.bfloat16)
+    result = sample(pipe, prompt=PROMPT, seed=3, steps=2, cfg=7.5, strength=1e3, energy=push_dog_right,
+                    tokens={"dog": "dog"})
+    assert torch.isfinite(result.latents.float()).all()
+    assert all(s.grad_norm is not None and s.grad_norm > 0 for s in result.trace)
