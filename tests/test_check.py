@@ -584,3 +584,20 @@ def test_mutated_examples_give_diagnostics_never_exceptions(src, edits):
         assert e.errors
         for d in e.diagnostics:
             assert d.span is not None and 0 <= d.span.start <= d.span.end <= len(e.sources[d.span.file])
+
+
+def test_stdlib_ast_cache_is_written_and_survives_corruption(tmp_path, monkeypatch):
+    from sgl.check import imports
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    imports._stdlib_source.cache_clear()
+    try:
+        text, fresh = imports._stdlib_source("core")
+        (cached,) = (tmp_path / "sgl").glob("stdlib-core-*.pickle")
+        imports._stdlib_source.cache_clear()
+        assert imports._stdlib_source("core")[1] == fresh
+        cached.write_bytes(b"not a pickle")
+        imports._stdlib_source.cache_clear()
+        assert imports._stdlib_source("core")[1] == fresh
+    finally:
+        imports._stdlib_source.cache_clear()

@@ -8,7 +8,10 @@ it (nearest first), so that a diagnostic inside it can show the import chain.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pickle
+from pathlib import Path
 from typing import Callable
 
 import attrs
@@ -33,6 +36,7 @@ class Module:
     included_from: tuple[Span, ...] = ()
 
 
+@functools.lru_cache(maxsize=None)
 def stdlib_modules() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in stdlib_dir().glob("*.sgl")))
 
@@ -43,11 +47,55 @@ def stdlib_key(name: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _stdlib_source(name: str) -> tuple[str, ast.Program]:
-    """Text and AST of a stdlib module, parsed once per process (ASTs are immutable)."""
+    """Text and AST of a stdlib module, parsed once per process (ASTs are immutable) and kept
+    in a per-user cache keyed by the text's hash, so `sgl check` does not re-parse the stdlib."""
+    text = (stdlib_dir() / f"{name}.sgl").read_text(encoding="utf-8")
+    cached = _cache_file(name, text)
+    if cached is not None:
+        try:
+            with open(cached, "rb") as f:
+                program = pickle.load(f)
+            if isinstance(program, ast.Program):
+                return text, program
+        except Exception:  # noqa: BLE001 - a missing or stale cache is simply rebuilt
+            pass
     from sgl.syntax.parse import parse
 
-    text = (stdlib_dir() / f"{name}.sgl").read_text(encoding="utf-8")
-    return text, parse(text, stdlib_key(name))
+    program = parse(text, stdlib_key(name))
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump(program, f)
+            os.replace(tmp, cached)
+        except OSError:
+            pass
+    return text, program
+
+
+def _cache_file(name: str, text: str) -> Path | None:
+    """Where the parsed AST of a stdlib module is cached; None when caching is off
+    (`SGL_NO_CACHE`). The key covers the text and the AST module, so edits to either miss."""
+    if os.environ.get("SGL_NO_CACHE"):
+        return None
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(text.encode() + _ast_version().encode()).hexdigest()[:16]
+    return Path(root) / "sgl" / f"stdlib-{name}-{key}.pickle"
+
+
+@functools.lru_cache(maxsize=None)
+def _ast_version() -> str:
+    """A fingerprint of the AST classes and the grammar, so a changed parser misses the cache."""
+    from sgl.resources import grammar_path
+
+    digest = hashlib.sha256()
+    for path in (Path(ast.__file__), grammar_path()):
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            pass
+    return digest.hexdigest()
 
 
 def default_loader(path: str) -> str:
