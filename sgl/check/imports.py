@@ -76,7 +76,7 @@ def _stdlib_source(name: str) -> tuple[str, ast.Program]:
 
 def _cache_file(name: str, text: str) -> Path | None:
     """Where the parsed AST of a stdlib module is cached; None when caching is off
-    (`SGL_NO_CACHE`). The key covers the text and the AST module, so edits to either miss."""
+    (`SGL_NO_CACHE`). The key covers the text and the parser, so edits to either miss."""
     if os.environ.get("SGL_NO_CACHE"):
         return None
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -86,11 +86,12 @@ def _cache_file(name: str, text: str) -> Path | None:
 
 @functools.lru_cache(maxsize=None)
 def _ast_version() -> str:
-    """A fingerprint of the AST classes and the grammar, so a changed parser misses the cache."""
+    """A fingerprint of the AST classes, the grammar and the parser, so a changed parser misses
+    the cache."""
     from sgl.resources import grammar_path
 
     digest = hashlib.sha256()
-    for path in (Path(ast.__file__), grammar_path()):
+    for path in (Path(ast.__file__), Path(ast.__file__).with_name("parse.py"), grammar_path()):
         try:
             digest.update(path.read_bytes())
         except OSError:
