@@ -327,12 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from sgl import __version__  # not importlib.metadata: it costs more than parsing a program
 
-        return version("sgl")
-    except Exception:  # noqa: BLE001 - running from a checkout without metadata
-        return "unknown"
+    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
