@@ -90,6 +90,8 @@ class Session:
         self.color = color
         self.pipe = pipe
         self.cache = cache
+        self._loaded: dict[tuple, tuple] = {}  # (model, device) → (pipeline, its RunCache)
+        self._spare_cache = cache              # a cache given here goes to the first model loaded
         self.progress = progress
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.latest: list[Path] = []          # files of the latest :run
@@ -223,11 +225,11 @@ class Session:
             from sgl.runtime.execute import execute  # noqa: F401  (is the runtime there?)
         except ImportError as exc:
             return Reply(f"cannot run: the SGL runtime is not available ({exc})", ok=False)
-        cache = self._run_cache()
-        misses = getattr(cache, "misses", None)
         started = time.perf_counter()
         try:
-            result = program.run(self.pipe, device=self.device, progress=self.progress, cache=cache)
+            pipe, cache = self._pipeline(program.settings["model"])
+            misses = getattr(cache, "misses", None)
+            result = program.run(pipe, device=self.device, progress=self.progress, cache=cache)
         except KeyboardInterrupt:
             return Reply("cancelled; the program is unchanged", ok=False)
         self.runs += 1
@@ -352,14 +354,26 @@ class Session:
 
         return render_all(list(diags), sources, color=self.color)
 
-    def _run_cache(self):
-        if self.cache is None:
-            try:
-                from sgl.runtime.cache import RunCache
-            except ImportError:
-                return None
-            self.cache = RunCache()
-        return self.cache
+    def _pipeline(self, model: str):
+        """The pipeline to sample with and its run cache. A model named by a setting is
+        loaded once and kept (one at a time), with a cache of its own: cached runs of one
+        model never serve another."""
+        from sgl.runtime.cache import RunCache
+
+        if self.pipe is not None:
+            if self.cache is None:
+                self.cache = RunCache()
+            return self.pipe, self.cache
+        key = (str(model), self.device)
+        if key not in self._loaded:
+            from sgl.runtime.pipelines import load_pipeline
+
+            self._loaded.clear()          # free the previous model first
+            pipe, _ = load_pipeline(model, self.device)
+            self._loaded[key] = (pipe, self._spare_cache or RunCache())
+            self._spare_cache = None
+        pipe, self.cache = self._loaded[key]
+        return pipe, self.cache
 
     def _output_dir(self) -> Path:
         if self.out_dir is None:

@@ -307,6 +307,7 @@ def test_program_lists_the_lines_ir_refers_to(session):
 
 def test_run_cancelled_by_ctrl_c_keeps_the_program(session, monkeypatch):
     pytest.importorskip("sgl.runtime.execute")
+    session.pipe = object()      # never used: the run is interrupted first
     started(session)
     session.handle("keep(circle)")
 
@@ -342,18 +343,21 @@ def test_cli_repl_rejects_a_missing_file(tmp_path, capsys):
     assert "nope.sgl" in capsys.readouterr().err
 
 
-def test_second_run_reuses_the_original_from_the_cache(tmp_path, tiny_sd):
+def test_second_run_reuses_the_model_and_the_cached_original(tmp_path, tiny_sd_dir, monkeypatch):
     pytest.importorskip("sgl.runtime.execute")
-    from sgl.runtime.cache import RunCache
+    import sgl.runtime.pipelines as pipelines
 
-    cache = RunCache()
-    session = Session(base_dir=tmp_path, out_dir=tmp_path / "out", pipe=tiny_sd, cache=cache,
+    loads = []
+    real_load = pipelines.load_pipeline
+    monkeypatch.setattr(pipelines, "load_pipeline", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    session = Session(base_dir=tmp_path, out_dir=tmp_path / "out", model=str(tiny_sd_dir),
                       progress=False, opener=lambda paths: None)
     started(session)
     assert session.handle("resolution 32").ok          # the tiny model's own size: fast
     assert session.handle("centroid(circle) = centroid_0(circle) + (0.1, 0)").ok
     first = session.handle(":run --steps 2")
     assert first.ok, first.text
+    cache = session.cache
     misses = cache.misses
     assert misses >= 1                                  # the original was sampled once
     assert (tmp_path / "out" / "run-001" / "edited.png").is_file()
@@ -363,7 +367,9 @@ def test_second_run_reuses_the_original_from_the_cache(tmp_path, tiny_sd):
     assert session.handle("size(square) = 1.5 * size_0(square)").ok    # another constraint
     second = session.handle(":run --steps 2")
     assert second.ok, second.text
+    assert session.cache is cache
     assert cache.misses == misses and cache.hits >= 1    # ... and not sampled again
     assert "cache" in second.text
+    assert len(loads) == 1                               # nor the model loaded again
     shown = session.handle(":show")
     assert shown.ok and str(tmp_path / "out" / "run-002" / "edited.png") in shown.text
