@@ -57,15 +57,14 @@ def check_source(text: str, file: str = "<input>", base_dir: str | os.PathLike |
     texts = {file: text}
     try:
         program = parse_source(text, file)
-        loader = _loader(base_dir if file.startswith("<") else None)
-        checked = check(program, texts=texts, loader=loader)
+        in_memory = file.startswith("<")
+        checked = check(program, texts=texts, loader=_loader(base_dir if in_memory else None),
+                        base_dir=base_dir if in_memory else None)
         return lower(checked, optimize=optimize)
     except SGLError as error:
         if not error.sources:
             error.sources.update(texts)
         raise
-    except RecursionError as exc:  # pragma: no cover - depends on the interpreter's limit
-        raise SGLError([internal_error(exc, file)], texts) from None
     except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a diagnostic
         raise SGLError([internal_error(exc, file)], texts) from exc
 

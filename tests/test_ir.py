@@ -439,6 +439,19 @@ def test_json_matches_text():
     assert data["requirements"]["sources"]["orig"]["attn"] == [["dog"]]
 
 
+def test_a_bug_in_the_lowering_becomes_an_internal_error(monkeypatch):
+    import sgl.ir.lower
+
+    def broken(checked, optimize=True):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(sgl.ir.lower, "lower", broken)
+    with pytest.raises(SGLError) as info:
+        check_source(PROMPT + "size(dog) = 0.2\n", file="t.sgl")
+    (error,) = info.value.errors
+    assert error.code == "E999" and "KeyError" in error.message and "t.sgl" in info.value.sources
+
+
 def test_sgl_ir_command(tmp_path, capsys):
     import json
 

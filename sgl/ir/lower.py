@@ -56,7 +56,7 @@ class _Ctx:
     - `stmt_site`: the innermost constraint statement written in a user file (term spans).
     - `outer`: the top-level statement being lowered (the start of every term's label).
     - `weight`, `window`: the product / intersection of the enclosing macro calls' modifiers.
-    - `bindings`: `for` variables of the enclosing user-level loops, for labels.
+    - `bindings`: the values of the enclosing `for` variables, for labels.
     - `stack`: functions being inlined, outermost first (recursion guard).
     """
 
@@ -125,12 +125,10 @@ class _Lowerer:
         items = self.expr(stmt.iterable, ctx)
         if not isinstance(items, tuple):
             raise LoweringBug(f"`for` over a non-list {items!r}")
-        user_level = len(ctx.stack) == 0
         for item in items:
-            inner = attrs.evolve(ctx, env={**ctx.env, stmt.var: item})
-            if user_level:
-                inner = attrs.evolve(inner, bindings=ctx.bindings + ((stmt.var, self.describe(item)),))
-            self.block(stmt.body, inner)
+            binding = (stmt.var, self.describe(item))
+            self.block(stmt.body, attrs.evolve(ctx, env={**ctx.env, stmt.var: item},
+                                               bindings=ctx.bindings + (binding,)))
 
     def apply(self, stmt: ast.Apply, ctx: _Ctx) -> None:
         call = stmt.call
