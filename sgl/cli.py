@@ -302,12 +302,36 @@ def ir_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- sgl bench
+
+BENCHMARKS = {
+    "edits": ("sgl.bench.edits", "edit quality on the embedded shapes model, measured from pixels"),
+    "speed": ("sgl.bench.speed", "guided sampling vs plain diffusers sampling: time and memory ratios"),
+    "energy": ("sgl.bench.energy", "the IR evaluator vs the same energy hand-written in torch"),
+}
+
+
+def _bench_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS), help="; ".join(
+        f"{name}: {text}" for name, (_, text) in sorted(BENCHMARKS.items())))
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="options of that benchmark (see `sgl bench NAME --help`)")
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """Each benchmark module parses its own options (imported only when run: they need torch)."""
+    import importlib
+
+    module = importlib.import_module(BENCHMARKS[args.benchmark][0])
+    return int(module.main(args.options) or 0)
+
+
 # ----------------------------------------------------------------------------- the table
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "check": Subcommand("check programs without running them", _check_options, check_command),
     "fmt": Subcommand("format programs in the canonical layout", _fmt_options, fmt_command),
     "run": Subcommand("run a program: sample the original and the edited image", _run_options, run_command),
+    "bench": Subcommand("run a benchmark and print its measured numbers", _bench_options, bench_command),
     "repl": Subcommand("try constraints interactively", _repl_options, repl_command),
     "ir": Subcommand("print a program's energy IR", _ir_options, ir_command),
 }

@@ -1,0 +1,349 @@
+"""`sgl bench edits`: edit quality on the embedded `shapes` model, measured from pixels.
+
+For N held-out scenes (captions from the procedural generator, never seen in training) the
+benchmark samples the original, reads where every object is by colour segmentation, fills the
+SGL programs in `examples/bench/*.sgl.in` with that scene's words and parameters, runs them
+(the original run is cached, so each edit costs one guided run plus its references), and
+scores the edited image against what the edit asked for:
+
+  move / keep_others   object a's centroid within 0.05 of original + (dx, 0); its area within
+                       20 % of the original; it is still there in its colour
+  resize_1.5 / _0.6    area within 20 % of factor² × the original; centroid within 0.05
+  appearance_swap      a's shape is drawn in the reference's colour (a's colour gone) where a was
+  layout_appearance    every object within 0.05 of its original centroid, all present
+  compose              a within 0.05 of where reference r1 drew it, b where r2 drew it
+  real_move            on a rendered (real) image, loaded and inverted: a within 0.05 of its true
+                       centroid + (dx, 0), the others within 0.05 of theirs
+
+Untouched objects' drift (centroid displacement) and the presence of every object are reported
+for every edit. The `prompt-only` row scores the unguided original against the same targets
+(what doing nothing achieves). Numbers are measured, never assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import string
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sgl.files import write_text_atomic
+
+BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
+CENTROID_TOL = 0.05
+AREA_TOL = 0.20
+DRIFT_TARGET = 0.03
+KINDS = ("move", "keep_others", "resize_1.5", "resize_0.6", "appearance_swap", "layout_appearance",
+         "compose", "real_move")
+
+
+def bench_dir() -> Path:
+    """examples/bench (in a checkout; the templates are not part of the wheel)."""
+    return Path(__file__).resolve().parents[2] / "examples" / "bench"
+
+
+def template(name: str) -> string.Template:
+    return string.Template((bench_dir() / f"{name}.sgl.in").read_text(encoding="utf-8"))
+
+
+@dataclass
+class Score:
+    """One edit on one scene."""
+
+    kind: str
+    scene: int
+    success: bool
+    error: float | None = None          # distance of the edited property from its target
+    drift: float | None = None          # max centroid displacement of untouched objects
+    all_present: bool = True
+    seconds: float = 0.0
+    note: str = ""
+    image: object = field(default=None, repr=False)
+
+
+def _dist(p, q) -> float:
+    return float(math.hypot(p[0] - q[0], p[1] - q[1]))
+
+
+def _blobs(image):
+    from sgl.models.shapes.measure import segment
+
+    return segment(np.asarray(image.convert("RGB")))
+
+
+def _drift(orig, edited, colours) -> tuple[float | None, bool]:
+    """Max centroid displacement of `colours` between two segmentations, and whether all of
+    them are present in `edited`."""
+    moves, present = [], True
+    for c in colours:
+        if not edited[c].present:
+            present = False
+        elif orig[c].present:
+            moves.append(_dist(orig[c].centroid, edited[c].centroid))
+    return (max(moves) if moves else None), present
+
+
+def _phrase(obj) -> str:
+    return " ".join(obj.words)
+
+
+def _caption(obj) -> str:
+    return obj.phrase
+
+
+class Bench:
+    def __init__(self, pipe, steps: int, cache, progress: bool = False):
+        self.pipe, self.steps, self.cache, self.progress = pipe, steps, cache, progress
+
+    def run_program(self, text: str, base_dir: Path | None = None):
+        import sgl
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(base_dir or tmp) / "bench_program.sgl"
+            path.write_text(text, encoding="utf-8")
+            program = sgl.compile(path)
+            start = time.perf_counter()
+            result = program.run(pipe=self.pipe, progress=self.progress, cache=self.cache)
+            return result, time.perf_counter() - start
+
+    def original(self, scene, seed: int):
+        text = f'prompt "{scene.caption}"\nseed {seed}\nsteps {self.steps}\n'
+        result, _ = self.run_program(text)
+        return result.original
+
+    # -- the edits ---------------------------------------------------------------------------
+
+    def scene_scores(self, index: int, kinds) -> tuple[list[Score], list[Score]]:
+        """(SGL scores, prompt-only scores) for one scene."""
+        from sgl.models.shapes.data import COLOURS, render_scene
+
+        scene = render_scene(BENCH_SEED0 + index, n_objects=2)
+        a, b = scene.objects
+        seed = index
+        original = self.original(scene, seed)
+        orig = _blobs(original)
+        base = {"prompt": scene.caption, "seed": seed, "steps": self.steps}
+        sgl_scores, baseline = [], []
+        for kind in kinds:
+            if kind != "real_move" and not (orig[a.colour].present and orig[b.colour].present):
+                note = "an object is missing from the original"
+                sgl_scores.append(Score(kind, index, False, all_present=False, note=note))
+                baseline.append(Score(kind, index, False, all_present=False, note=note))
+                continue
+            run = getattr(self, "edit_resize" if kind.startswith("resize") else f"edit_{kind}")
+            scored = run(kind, index, scene, a, b, base, original, orig)
+            sgl_scores.append(scored[0])
+            baseline.append(scored[1])
+        return sgl_scores, baseline
+
+    def _move_like(self, kind, index, a, b, params, orig, edited_image, seconds, target, area_target):
+        edited = _blobs(edited_image)
+        scores = []
+        for image_blobs, secs, img in ((edited, seconds, edited_image), (orig, 0.0, None)):
+            blob = image_blobs[a.colour]
+            drift, present = _drift(orig, image_blobs, [b.colour])
+            if not blob.present:
+                scores.append(Score(kind, index, False, None, drift, False, secs, "object a missing", img))
+                continue
+            error = _dist(blob.centroid, target)
+            area_ok = abs(blob.area / max(area_target, 1e-6) - 1) <= AREA_TOL
+            ok = error <= CENTROID_TOL and area_ok and present
+            scores.append(Score(kind, index, ok, error, drift, present and blob.present, secs, "", img))
+        return scores
+
+    def edit_move(self, kind, index, scene, a, b, base, original, orig):
+        ca = orig[a.colour].centroid
+        dx = 0.25 if ca[0] < 0.5 else -0.25
+        text = template(kind).substitute(base, a=_phrase(a), dx=dx)
+        result, secs = self.run_program(text)
+        return self._move_like(kind, index, a, b, base, orig, result.image, secs,
+                               (ca[0] + dx, ca[1]), orig[a.colour].area)
+
+    edit_keep_others = edit_move
+
+    def edit_resize(self, kind, index, scene, a, b, base, original, orig):
+        factor = float(kind.split("_")[1])
+        text = template("resize").substitute(base, a=_phrase(a), factor=factor)
+        result, secs = self.run_program(text)
+        return self._move_like(kind, index, a, b, base, orig, result.image, secs,
+                               orig[a.colour].centroid, orig[a.colour].area * factor * factor)
+
+    def edit_appearance_swap(self, kind, index, scene, a, b, base, original, orig):
+        ref_prompt = " and ".join(
+            o.phrase.replace(o.colour, other) for o, other in ((a, b.colour), (b, a.colour)))
+        text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref_prompt, ref_seed=index + 1000)
+        result, secs = self.run_program(text)
+        edited = _blobs(result.image)
+        scores = []
+        for blobs, img, s in ((edited, result.image, secs), (orig, None, 0.0)):
+            new = blobs[b.colour]  # a's shape should now wear b's colour, where a was
+            near = new.present and _dist(new.centroid, orig[a.colour].centroid) <= CENTROID_TOL
+            gone = not blobs[a.colour].present or blobs[a.colour].area < 0.2 * orig[a.colour].area
+            error = _dist(new.centroid, orig[a.colour].centroid) if new.present else None
+            scores.append(Score(kind, index, bool(near and gone), error, None, new.present, s, "", img))
+        return scores
+
+    def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig):
+        text = template(kind).substitute(base, ref_seed=index + 1000)
+        result, secs = self.run_program(text)
+        edited = _blobs(result.image)
+        scores = []
+        for blobs, img, s in ((edited, result.image, secs), (orig, None, 0.0)):
+            drift, present = _drift(orig, blobs, [a.colour, b.colour])
+            ok = present and drift is not None and drift <= CENTROID_TOL
+            scores.append(Score(kind, index, ok, drift, drift, present, s, "", img))
+        return scores
+
+    def edit_compose(self, kind, index, scene, a, b, base, original, orig):
+        text = template(kind).substitute(base, a=_phrase(a), b=_phrase(b), a_caption=_caption(a),
+                                         b_caption=_caption(b), r1_seed=index + 2000, r2_seed=index + 3000)
+        result, secs = self.run_program(text)
+        r1, r2 = _blobs(result.sources["r1"]), _blobs(result.sources["r2"])
+        if not (r1[a.colour].present and r2[b.colour].present):
+            note = "a reference lacks its object"
+            return [Score(kind, index, False, note=note, seconds=secs, image=result.image),
+                    Score(kind, index, False, note=note)]
+        targets = {a.colour: r1[a.colour].centroid, b.colour: r2[b.colour].centroid}
+        scores = []
+        for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
+            errors = [(_dist(blobs[c].centroid, t) if blobs[c].present else None) for c, t in targets.items()]
+            present = all(e is not None for e in errors)
+            error = max(errors) if present else None
+            scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
+        return scores
+
+    def edit_real_move(self, kind, index, scene, a, b, base, original, orig):
+        from PIL import Image
+
+        truth = {o.colour: o for o in scene.objects}
+        dx = 0.25 if a.centroid[0] < 0.5 else -0.25
+        with tempfile.TemporaryDirectory() as tmp:
+            photo = Path(tmp) / "photo.png"
+            Image.fromarray(scene.image).save(photo)
+            text = template(kind).substitute(base, a=_phrase(a), photo=photo.name, dx=dx)
+            result, secs = self.run_program(text, base_dir=Path(tmp))
+        scores = []
+        photo_blobs = _blobs(Image.fromarray(scene.image))
+        for blobs, img, s in ((_blobs(result.image), result.image, secs), (photo_blobs, None, 0.0)):
+            blob = blobs[a.colour]
+            target = (a.centroid[0] + dx, a.centroid[1])
+            error = _dist(blob.centroid, target) if blob.present else None
+            other = blobs[b.colour]
+            drift = _dist(other.centroid, truth[b.colour].centroid) if other.present else None
+            ok = error is not None and error <= CENTROID_TOL and drift is not None and drift <= CENTROID_TOL
+            scores.append(Score(kind, index, ok, error, drift, blob.present and other.present, s, "", img))
+        return scores
+
+
+def summarise(scores: list[Score]) -> dict:
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    out = {}
+    for kind in dict.fromkeys(s.kind for s in scores):
+        rows = [s for s in scores if s.kind == kind]
+        out[kind] = {
+            "n": len(rows),
+            "success": float(np.mean([s.success for s in rows])),
+            "error": mean([s.error for s in rows]),
+            "drift": mean([s.drift for s in rows]),
+            "all_present": float(np.mean([s.all_present for s in rows])),
+            "seconds": mean([s.seconds for s in rows]) if any(s.seconds for s in rows) else None,
+        }
+    return out
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "—"
+    return f"{100 * v:.0f}%" if pct else f"{v:.3f}"
+
+
+def table(results: dict) -> str:
+    lines = [f"{'edit':<18} {'method':<12} {'n':>3} {'success':>8} {'error':>7} {'drift':>7} {'present':>8} {'s/edit':>7}"]
+    for kind in results["sgl"]:
+        for method in ("sgl", "prompt-only"):
+            r = results[method][kind]
+            lines.append(f"{kind:<18} {method:<12} {r['n']:>3} {_fmt(r['success'], True):>8} {_fmt(r['error']):>7} "
+                         f"{_fmt(r['drift']):>7} {_fmt(r['all_present'], True):>8} "
+                         f"{(f'{r['seconds']:.1f}' if r['seconds'] else '—'):>7}")
+    return "\n".join(lines)
+
+
+def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Path | None = None,
+              progress: bool = False) -> dict:
+    from sgl.runtime.cache import RunCache
+    from sgl.runtime.pipelines import load_pipeline
+
+    pipe, _ = load_pipeline(pipe if pipe is not None else "shapes")
+    bench = Bench(pipe, steps, RunCache(), progress)
+    sgl_scores, baseline = [], []
+    start = time.perf_counter()
+    for i in range(n):
+        s, b = bench.scene_scores(i, kinds)
+        sgl_scores += s
+        baseline += b
+    results = {"n": n, "steps": steps, "seconds": time.perf_counter() - start,
+               "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
+               "sgl": summarise(sgl_scores), "prompt-only": summarise(baseline),
+               "per_scene": [{k: v for k, v in s.__dict__.items() if k != "image"} for s in sgl_scores]}
+    if grid_dir is not None:
+        _save_grid(sgl_scores, Path(grid_dir))
+    return results
+
+
+def _save_grid(scores: list[Score], folder: Path) -> None:
+    """One PNG per edit kind: the edited images of every scene side by side."""
+    from PIL import Image
+
+    from sgl.files import write_bytes_atomic
+    import io
+
+    for kind in dict.fromkeys(s.kind for s in scores):
+        images = [s.image for s in scores if s.kind == kind and s.image is not None]
+        if not images:
+            continue
+        w, h = images[0].size
+        sheet = Image.new("RGB", (w * len(images), h), "white")
+        for i, im in enumerate(images):
+            sheet.paste(im.convert("RGB"), (i * w, 0))
+        buffer = io.BytesIO()
+        sheet.save(buffer, format="PNG")
+        write_bytes_atomic(folder / f"{kind}.png", buffer.getvalue())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sgl bench edits", description=__doc__.splitlines()[0])
+    add_options(parser)
+    return command(parser.parse_args(argv))
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=8, help="number of held-out scenes")
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated edit kinds")
+    parser.add_argument("--json", dest="json_path", metavar="PATH", help="write the results as JSON here")
+    parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind with every edited image")
+
+
+def command(args) -> int:
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise SystemExit(f"unknown edit kinds: {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid)
+    print(table(results))
+    if args.json_path:
+        write_text_atomic(args.json_path, json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
