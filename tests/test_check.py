@@ -601,3 +601,13 @@ def test_stdlib_ast_cache_is_written_and_survives_corruption(tmp_path, monkeypat
         assert imports._stdlib_source("core")[1] == fresh
     finally:
         imports._stdlib_source.cache_clear()
+
+
+def test_scheduler_names_are_checked_against_the_runtime_table():
+    from sgl.check.settings import SCHEDULERS
+    from sgl.runtime.pipelines import SCHEDULERS as RUNTIME
+
+    assert set(SCHEDULERS) == set(RUNTIME)
+    assert checked('prompt "a dog"\nscheduler "Euler_a"\n').settings["scheduler"] == "Euler_a"
+    d = only('prompt "a dog"\nscheduler "dimm"\n')
+    assert d.code == "E025" and "`ddim`" in d.hint

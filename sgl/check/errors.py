@@ -97,6 +97,11 @@ def setting_range(name: str, requirement: str, span: Span) -> Diagnostic:
     return Diagnostic("E024", f"setting `{name}` must be {requirement}", span)
 
 
+def unknown_scheduler(name: str, span: Span, suggestion: str | None, known: Sequence[str]) -> Diagnostic:
+    return Diagnostic("E025", f"unknown scheduler `{name}`", span,
+                      hint=_mean(suggestion) or f"schedulers are {_list(known)}")
+
+
 # ----------------------------------------------------------------------------- E03x names
 
 def unknown_function(name: str, span: Span, suggestion: str | None, module: str | None,

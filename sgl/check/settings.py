@@ -19,6 +19,10 @@ SETTINGS: dict[str, str] = {
     "strength": "number", "resolution": "resolution",
 }
 
+# The samplers the runtime can build (sgl/runtime/pipelines.py `SCHEDULERS`; a test keeps the two
+# in step without the compiler importing the runtime).
+SCHEDULERS = ("ddim", "ddpm", "pndm", "euler", "euler_a", "dpm")
+
 _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
              "number": "a number", "resolution": "a size such as `512` or `512x768`"}
 _EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'negative "blurry"',
@@ -82,6 +86,9 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
         problem = _range_problem(kind, value)
         if problem:
             diags.append(errors.setting_range(s.name, problem, vspan))
+            continue
+        if s.name == "scheduler" and value.lower() not in SCHEDULERS:
+            diags.append(errors.unknown_scheduler(value, vspan, did_you_mean(value.lower(), SCHEDULERS), SCHEDULERS))
             continue
         values[s.name] = value
     return values, where, diags
