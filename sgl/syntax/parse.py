@@ -130,41 +130,41 @@ class _Builder(Transformer):
 
     def object_decl(self, meta, children):
         name, phrase = children
-        return ast.ObjectDecl(name.value, self._string(phrase), self.token_span(name), self.span(meta))
+        return ast.ObjectDecl(_ascii_name(name.value), self._string(phrase), self.token_span(name), self.span(meta))
 
     def generate_image(self, meta, children):
         name, prompt, *seed = children
-        return ast.GenerateImage(name.value, self._string(prompt),
+        return ast.GenerateImage(_ascii_name(name.value), self._string(prompt),
                                  self._number(seed[0]) if seed else None,
                                  self.token_span(name), self.span(meta))
 
     def load_image(self, meta, children):
         name, path, caption = children
-        return ast.LoadImage(name.value, self._string(path), self._string(caption),
+        return ast.LoadImage(_ascii_name(name.value), self._string(path), self._string(caption),
                              self.token_span(name), self.span(meta))
 
     def let(self, meta, children):
         name, value = children
-        return ast.Let(name.value, value, self.token_span(name), self.span(meta))
+        return ast.Let(_ascii_name(name.value), value, self.token_span(name), self.span(meta))
 
     def fn_expr(self, meta, children):
         name, params, returns, body = children
-        return ast.FnDef(name.value, params, returns, body, False, self.token_span(name), self.span(meta))
+        return ast.FnDef(_ascii_name(name.value), params, returns, body, False, self.token_span(name), self.span(meta))
 
     def fn_block(self, meta, children):
         name, params, returns, body = children
-        return ast.FnDef(name.value, params, returns, body, False, self.token_span(name), self.span(meta))
+        return ast.FnDef(_ascii_name(name.value), params, returns, body, False, self.token_span(name), self.span(meta))
 
     def extern_fn(self, meta, children):
         name, params, returns = children
-        return ast.FnDef(name.value, params, returns, None, True, self.token_span(name), self.span(meta))
+        return ast.FnDef(_ascii_name(name.value), params, returns, None, True, self.token_span(name), self.span(meta))
 
     def params(self, meta, children):
         return tuple(children)
 
     def param(self, meta, children):
         name, type_, *default = children
-        return ast.Param(name.value, type_, default[0] if default else None, self.span(meta))
+        return ast.Param(_ascii_name(name.value), type_, default[0] if default else None, self.span(meta))
 
     def returns(self, meta, children):
         return children[0] if children else None
@@ -194,7 +194,7 @@ class _Builder(Transformer):
 
     def for_stmt(self, meta, children):
         var, iterable, body = children
-        return ast.For(var.value, iterable, body, self.token_span(var), self.span(meta))
+        return ast.For(_ascii_name(var.value), iterable, body, self.token_span(var), self.span(meta))
 
     # ------------------------------------------------------------------ modifiers
 
