@@ -27,7 +27,6 @@ from sgl.syntax import ast
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.sgl"))
-BAD = sorted((ROOT / "tests" / "bad" / "ir").glob("*.sgl"))
 
 PROMPT = 'prompt "a photo of a dog and a cat on a beach"\n'
 
@@ -247,18 +246,6 @@ def test_recursion_is_caught_by_the_lowering_too():
     with pytest.raises(SGLError) as info:
         lower(attrs.evolve(checked, functions={**checked.functions, "f": (looping,)}))
     assert [d.code for d in info.value.errors] == ["E102"]
-
-
-@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
-def test_bad_programs(path):
-    """Each file marks its mistake with `# ~ ERROR CODE` on the line where it is reported."""
-    text = path.read_text(encoding="utf-8")
-    expected = [(n, m.group(1)) for n, line in enumerate(text.splitlines(), 1)
-                if (m := re.search(r"#\s*~\s*ERROR\s+(\w+)", line))]
-    assert expected, f"{path.name} marks no expected error"
-    with pytest.raises(SGLError) as info:
-        check_source(text, file=str(path))
-    assert [(d.span.line, d.code) for d in info.value.errors] == expected
 
 
 # ----------------------------------------------------------------------------- passes
