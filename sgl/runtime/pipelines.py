@@ -83,13 +83,20 @@ def _folder_class(folder: Path, span: Span | None) -> str:
     return class_name
 
 
+def _dtype_keyword() -> str:
+    """Newer diffusers spell `torch_dtype` as `dtype` (and warn about the old name)."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
+
+
 def _load_folder(folder: Path, dtype, span: Span | None):
     import diffusers
 
     class_name = _folder_class(folder, span)
     kwargs = {"local_files_only": True}
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs[_dtype_keyword()] = dtype
     if class_name == "StableDiffusionPipeline":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
