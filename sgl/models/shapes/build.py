@@ -194,7 +194,11 @@ def make_pipeline(components: dict):
 
 
 def save_pipeline(components: dict, folder, fp16: bool = True, cfg: ShapesConfig | None = None):
-    """Write a Stable Diffusion folder (safetensors; fp16 weights when `fp16`)."""
+    """Write a Stable Diffusion folder (safetensors; UNet and VAE in fp16 when `fp16`).
+
+    diffusers loads fp16 UNet/VAE weights into fp32 modules by default, while transformers keeps a
+    text encoder's saved dtype; the text encoder (75 k parameters) is therefore saved in fp32 so
+    that a plain `from_pretrained(folder)` gives an all-fp32 pipeline that runs on a CPU."""
     import copy
 
     import torch
@@ -202,7 +206,7 @@ def save_pipeline(components: dict, folder, fp16: bool = True, cfg: ShapesConfig
     folder = Path(folder)
     comps = dict(components)
     if fp16:
-        for k in ("vae", "text_encoder", "unet"):
+        for k in ("vae", "unet"):
             comps[k] = copy.deepcopy(comps[k]).to(torch.float16)
     pipe = make_pipeline(comps)
     pipe.save_pretrained(folder, safe_serialization=True)

@@ -1,0 +1,328 @@
+"""Pixel measurements on images of coloured shapes, and the quality numbers of the `shapes` model.
+
+`segment(image)` finds the objects of an RGB image by colour: every pixel is given the nearest
+palette colour if it lies within `threshold` (RGB distance) of it and is closer to it than to the
+background (estimated from the border pixels); per colour word it keeps the connected blob with
+the most interior pixels (so anti-aliased fringes, e.g. the purplish rim of a blue shape on grey,
+are not objects) and reports presence, centroid (x right, y down, in [0, 1]), area fraction, the
+mask, and a shape guess from how much of its bounding box the blob fills. `cleanliness(image)` is the
+high-frequency energy (lower is cleaner).
+
+`python -m sgl.models.shapes.measure [--model DIR] [--n 50] [--json PATH]` measures the model:
+presence rate of every prompted object over N held-out scenes' captions (unguided, DDIM 50, CFG),
+shape accuracy, attention localisation error, and the time of one 50-step generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import PALETTE
+from . import data
+
+EVAL_SEED0 = 10_000_000  # the trainer's held-out seeds start here
+MEASURE_SEED0 = EVAL_SEED0 + 500_000
+
+
+@dataclass
+class Blob:
+    colour: str
+    present: bool
+    centroid: tuple[float, float] = (float("nan"), float("nan"))
+    area: float = 0.0
+    mask: np.ndarray | None = field(default=None, repr=False)
+    shape: str | None = None  # guessed from the bounding-box fill ratio
+    fill: float = 0.0
+
+
+def background_colour(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image, np.float32)
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    return np.median(border, axis=0)
+
+
+def colour_labels(image: np.ndarray, threshold: float = 90.0, colours=None) -> tuple[np.ndarray, list[str]]:
+    """(labels HxW int: -1 background/unknown, k = index into the returned colour list, colours).
+
+    A pixel p is explained as a blend bg + a·(c_k − bg) of the background and palette colour k
+    (a from the projection); it gets the colour with the smallest residual among those with
+    a ≥ 0.45 (about half covered: the rule that defines the rendered masks, with room for rounding), if that residual
+    is below `threshold`/2 and p lies within `threshold` of c_k.
+    """
+    colours = list(colours or PALETTE)
+    img = np.asarray(image, np.float32)[..., :3]
+    pal = np.asarray([PALETTE[c] for c in colours], np.float32)  # K 3
+    bg = background_colour(img)
+    dirs = pal - bg  # K 3
+    rel = img - bg  # H W 3
+    a = (rel @ dirs.T) / (dirs ** 2).sum(1)  # H W K
+    resid = np.linalg.norm(rel[:, :, None, :] - a[..., None] * dirs[None, None], axis=-1)
+    dist = np.linalg.norm(img[:, :, None, :] - pal[None, None], axis=-1)
+    ok = (a >= 0.45) & (resid < threshold / 2) & (dist < threshold * (1.0 + (1 - np.clip(a, 0, 1)) * 4))
+    score = np.where(ok, resid, np.inf)
+    k = score.argmin(-1)
+    lab = np.where(np.isfinite(score.min(-1)), k, -1)
+    return lab, colours
+
+
+def core(mask: np.ndarray) -> np.ndarray:
+    """Pixels of `mask` whose four neighbours are in it too (anti-aliased edge fringes have none)."""
+    p = np.pad(mask, 1)
+    return mask & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+
+
+def _largest_blob(mask: np.ndarray) -> np.ndarray:
+    """The 4-connected component of `mask` with the most core pixels."""
+    h, w = mask.shape
+    inner = core(mask)
+    best_score = -1
+    seen = np.zeros_like(mask, bool)
+    best: list = []
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if seen[y0, x0]:
+            continue
+        comp = []
+        q = deque([(y0, x0)])
+        seen[y0, x0] = True
+        while q:
+            y, x = q.popleft()
+            comp.append((y, x))
+            for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
+                    seen[yy, xx] = True
+                    q.append((yy, xx))
+        score = sum(1 for y, x in comp if inner[y, x])
+        if score > best_score:
+            best, best_score = comp, score
+    out = np.zeros_like(mask, bool)
+    if best:
+        ys, xs = zip(*best)
+        out[list(ys), list(xs)] = True
+    return out
+
+
+def _hull_area(ys, xs) -> float:
+    """Area of the convex hull of the pixel squares (monotone chain over pixel corners)."""
+    pts = set()
+    for y, x in zip(ys.tolist(), xs.tolist()):
+        pts.update(((x, y), (x + 1, y), (x, y + 1), (x + 1, y + 1)))
+    pts = sorted(pts)
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower, upper = [], []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    hull = lower[:-1] + upper[:-1]
+    return 0.5 * abs(sum(hull[i][0] * hull[i - 1][1] - hull[i - 1][0] * hull[i][1] for i in range(len(hull))))
+
+
+def guess_shape(mask: np.ndarray) -> tuple[str | None, float]:
+    """Shape word of a blob: a star is far from convex (area / hull area < 0.75); otherwise the
+    fraction of its bounding box it fills tells square (≈ 1), circle (≈ 0.79), triangle (≈ 0.5)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 4:
+        return None, 0.0
+    fill = len(ys) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+    solidity = len(ys) / max(_hull_area(ys, xs), 1.0)
+    if solidity < 0.75:
+        return "star", fill
+    if fill > 0.9:
+        return "square", fill
+    if fill > 0.69:
+        return "circle", fill
+    return "triangle", fill
+
+
+def segment(image: np.ndarray, threshold: float = 90.0, min_area: float = 0.003, min_core: int = 3, colours=None,
+            largest: bool = True) -> dict[str, Blob]:
+    """Per colour word: a Blob (present, centroid, area fraction, mask, shape guess)."""
+    lab, cols = colour_labels(image, threshold, colours)
+    h, w = lab.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = {}
+    for k, c in enumerate(cols):
+        m = lab == k
+        if largest and m.any():
+            m = _largest_blob(m)
+        area = float(m.mean())
+        if area < min_area or core(m).sum() < min_core:
+            out[c] = Blob(c, False, area=area, mask=m)
+            continue
+        n = m.sum()
+        cen = (float((xs[m] + 0.5).sum() / n / w), float((ys[m] + 0.5).sum() / n / h))
+        shape, fill = guess_shape(m)
+        out[c] = Blob(c, True, cen, area, m, shape, float(fill))
+    return out
+
+
+def cleanliness(image: np.ndarray) -> float:
+    """High-frequency energy: mean squared difference between the image (in [0, 1]) and its 3x3
+    box blur. A rendered scene scores ~1e-3 (edges only); noise raises it."""
+    img = np.asarray(image, np.float32)[..., :3] / 255.0
+    p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = img.shape[:2]
+    blur = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    return float(((img - blur) ** 2).mean())
+
+
+# ------------------------------------------------------------------------------------------------
+# model quality
+
+def load(model_dir=None):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from .export import WEIGHTS_DIR
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir or WEIGHTS_DIR), local_files_only=True,
+                                                   torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate_with_attention(pipe, prompts, seeds, steps=50, cfg_scale=5.0, record_steps=(25, 49)):
+    """Own DDIM loop (CFG), returning uint8 images and, per recorded step, the heads-averaged
+    cross-attention of the conditional rows, averaged over the 16x16 layers: {step: (B, N, T)}."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from .grounding import install
+
+    unet, te, tok, vae = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae
+    store: dict = {}
+    old = dict(unet.attn_processors)
+    install(unet, store)
+    try:
+        sched = DDIMScheduler.from_config(pipe.scheduler.config)
+        sched.set_timesteps(steps)
+        n = len(prompts)
+        ids = tok(list(prompts) + [""] * n, padding="max_length", max_length=tok.model_max_length,
+                  truncation=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            enc = te(ids)[0]
+            lat_shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+            z = torch.stack([torch.randn(lat_shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+            maps = {}
+            for i, t in enumerate(sched.timesteps):
+                store.clear()
+                e = unet(torch.cat([z, z]), t, enc).sample
+                if i in record_steps:
+                    big = max(A.shape[1] for A in store.values())
+                    maps[i] = torch.stack([A[:n] for A in store.values() if A.shape[1] == big]).mean(0)
+                ec, eu = e.chunk(2)
+                z = sched.step(eu + cfg_scale * (ec - eu), t, z).prev_sample
+            img = vae.decode(z / vae.config.scaling_factor).sample
+        images = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    finally:
+        unet.set_attn_processor(old)
+    return images, maps
+
+
+def quality(pipe, n=50, steps=50, cfg_scale=5.0, batch=10, seed0=MEASURE_SEED0, save_grid=None):
+    """Unguided-sample quality on the captions of n held-out scenes."""
+    import torch
+
+    from .grounding import attention_centroid
+
+    scenes = [data.render_scene(seed0 + i) for i in range(n)]
+    n_obj = n_present = n_shape_ok = 0
+    all_present = 0
+    loc = {}
+    images_all = []
+    cleans = []
+    for b in range(0, n, batch):
+        sc = scenes[b:b + batch]
+        imgs, maps = generate_with_attention(pipe, [s.caption for s in sc], [seed0 + i for i in range(b, b + len(sc))],
+                                             steps, cfg_scale)
+        images_all += list(imgs)
+        for j, (s, im) in enumerate(zip(sc, imgs)):
+            seg = segment(im)
+            cleans.append(cleanliness(im))
+            ok_all = True
+            for o in s.objects:
+                n_obj += 1
+                bl = seg[o.colour]
+                if bl.present:
+                    n_present += 1
+                    n_shape_ok += bl.shape == o.shape
+                else:
+                    ok_all = False
+            all_present += ok_all
+            first = s.objects[0]
+            bl = seg[first.colour]
+            if bl.present:
+                pos = data.word_positions(s.objects)[0]["shape"]
+                for st, A in maps.items():
+                    c = attention_centroid(A[j:j + 1, :, pos])[0].numpy()
+                    loc.setdefault(st, []).append(float(abs(c[0] - bl.centroid[0]) + abs(c[1] - bl.centroid[1])))
+    if save_grid:
+        from PIL import Image
+
+        g = data.grid(images_all, ncol=10)
+        Image.fromarray(g).resize((g.shape[1] * 3, g.shape[0] * 3), Image.NEAREST).save(save_grid)
+    return {
+        "n_scenes": n,
+        "objects": n_obj,
+        "object_presence_rate": n_present / max(n_obj, 1),
+        "all_objects_present_rate": all_present / max(n, 1),
+        "shape_accuracy_of_present": n_shape_ok / max(n_present, 1),
+        "localisation_error": {f"step{k}": float(np.mean(v)) for k, v in loc.items()},
+        "cleanliness_generated": float(np.mean(cleans)),
+        "cleanliness_rendered": float(np.mean([cleanliness(s.image) for s in scenes])),
+    }
+
+
+def timing(pipe, steps=50, repeats=3, threads=2):
+    import torch
+
+    torch.set_num_threads(threads)
+    pipe("a red circle", num_inference_steps=2, output_type="np")
+    ts = []
+    for r in range(repeats):
+        t = time.perf_counter()
+        pipe("a red circle and a blue square", num_inference_steps=steps, guidance_scale=5.0, output_type="np",
+             generator=torch.Generator().manual_seed(r))
+        ts.append(time.perf_counter() - t)
+    return {"seconds_50_steps_median": float(np.median(ts)), "threads": threads}
+
+
+def main(argv=None):
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="diffusers folder (default: the shipped weights)")
+    p.add_argument("--n", type=int, default=50)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--cfg", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--grid", default=None, help="save a PNG grid of the samples")
+    p.add_argument("--json", default=None)
+    p.add_argument("--no-timing", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    pipe = load(a.model)
+    res = quality(pipe, a.n, a.steps, a.cfg, save_grid=a.grid)
+    if not a.no_timing:
+        res["timing"] = timing(pipe, a.steps, threads=a.threads)
+    print(json.dumps(res, indent=1))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
