@@ -611,3 +611,14 @@ def test_scheduler_names_are_checked_against_the_runtime_table():
     assert checked('prompt "a dog"\nscheduler "Euler_a"\n').settings["scheduler"] == "Euler_a"
     d = only('prompt "a dog"\nscheduler "dimm"\n')
     assert d.code == "E025" and "`ddim`" in d.hint
+
+
+@pytest.mark.parametrize("src, code", [("size(dog) = steps\n", "E026"), ("size(orig) = 0.5\n", "E047"),
+                                       ("size(dog) = size(self)\n", "E047")])
+def test_keywordish_names_used_as_values(src, code):
+    assert codes(HEAD + "steps 10\n" + src) == [(code, 3)]
+
+
+def test_an_image_passed_as_an_object_hints_at_sources():
+    d = only(HEAD + 'image ref = generate "a dog"\nsize(dog) = size(ref)\n')
+    assert d.code == "E056" and "size[image](object)" in d.hint

@@ -102,6 +102,12 @@ def unknown_scheduler(name: str, span: Span, suggestion: str | None, known: Sequ
                       hint=_mean(suggestion) or f"schedulers are {_list(known)}")
 
 
+def setting_as_value(name: str, span: Span) -> Diagnostic:
+    return Diagnostic("E026", f"`{name}` is a setting, not a value", span,
+                      hint="use a `let` for a value you need twice, e.g. `let k = 0.5`",
+                      notes=("settings configure the run; constraints cannot read them",))
+
+
 # ----------------------------------------------------------------------------- E03x names
 
 def unknown_function(name: str, span: Span, suggestion: str | None, module: str | None,
@@ -182,6 +188,11 @@ def value_fn_as_statement(name: str, returns: str | None, span: Span) -> Diagnos
                       notes=("only constraint macros (`fn f(…) { … }`) can stand alone as statements",))
 
 
+def source_as_value(name: str, span: Span) -> Diagnostic:
+    return Diagnostic("E047", f"`{name}` is a source, not a value", span,
+                      hint=f"read a property from it: `centroid[{name}](o)`" + (" or `centroid₀(o)`" if name == "orig" else ""))
+
+
 def source_on_macro(name: str, span: Span) -> Diagnostic:
     return Diagnostic("E042", f"a source cannot be given to constraint macro `{name}`", span,
                       hint="put the source on the values inside the constraint, e.g. `centroid[ref](o)`")
@@ -247,8 +258,11 @@ def empty_list(span: Span) -> Diagnostic:
 
 def argument_type(fn: str, param: str, expected: str, found: str, span: Span,
                   declared_at: Span | None, signature: str | None = None) -> Diagnostic:
+    hint = None
+    if found == "Image" and expected == "Object":
+        hint = f"an image is a source: read from it with `{fn}[image](object)`"
     return Diagnostic("E056", f"argument `{param}` of `{fn}` expects {expected}, found {found}", span,
-                      labels=_label(declared_at, "parameter declared here"),
+                      labels=_label(declared_at, "parameter declared here"), hint=hint,
                       notes=(f"signature: {signature}",) if signature else ())
 
 

@@ -18,6 +18,7 @@ from sgl.check import errors
 from sgl.check.imports import Module, stdlib_modules
 from sgl.check.program import ORIG, ObjectInfo, SourceInfo
 from sgl.check.scope import Binding, GlobalScope, Scope
+from sgl.check.settings import SETTINGS, is_integer
 from sgl.check.types import BASE_TYPES, CONSTRAINT, IMAGE, OBJECT, Type, list_of
 from sgl.check.words import words_of
 from sgl.diagnostics import Diagnostic, Span
@@ -199,8 +200,6 @@ class Resolver:
         if isinstance(stmt, ast.GenerateImage):
             seed = None
             if stmt.seed is not None:
-                from sgl.check.settings import is_integer
-
                 if not is_integer(stmt.seed) or stmt.seed.value < 0:
                     self.diags.append(errors.setting_kind("seed", "an integer", "a number", stmt.seed.span or span,
                                                           "seed 3"))
@@ -351,6 +350,12 @@ class Resolver:
             return
         if e.id in self.functions:
             self.diags.append(errors.function_as_value(e.id, e.span))
+            return
+        if e.id in RESERVED_SOURCES:
+            self.diags.append(errors.source_as_value(e.id, e.span))
+            return
+        if e.id in SETTINGS:
+            self.diags.append(errors.setting_as_value(e.id, e.span))
             return
         suggestion = did_you_mean(e.id, scope.names())
         found = scope.lookup(suggestion) if suggestion else None
