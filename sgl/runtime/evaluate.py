@@ -71,8 +71,9 @@ def cell_centres(grid: Grid, dtype: torch.dtype, device: torch.device) -> tuple[
 
 
 def _per_batch(v: torch.Tensor, rank: int) -> torch.Tensor:
-    """A Scalar [B] viewed as [B, 1, …] to broadcast against a value with `rank` more dims."""
-    return v.reshape(v.shape[0], *([1] * rank))
+    """A Scalar [B] viewed as [B, 1, …] to broadcast against a value with `rank` more dims
+    (a constant [1] broadcasts as it is)."""
+    return v if v.shape[0] == 1 else v.reshape(v.shape[0], *([1] * rank))
 
 
 def _batched(*values: torch.Tensor) -> list[torch.Tensor]:
@@ -262,7 +263,7 @@ def min_(m):
 @intrinsic("pool")
 def pool(f, m):
     """Σ(m·f)/Σm per channel, [B, C]; m is detached and resampled to f's grid."""
-    weights = resample(m.detach(), tuple(f.shape[-2:])).unsqueeze(1)
+    weights = resample(m.detach() if m.requires_grad else m, tuple(f.shape[-2:])).unsqueeze(1)
     return (weights * f).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(EPS)
 
 
@@ -326,7 +327,7 @@ def relu(v):
 
 @intrinsic("detach")
 def detach(m):
-    return m.detach()
+    return m.detach() if m.requires_grad else m
 
 
 # --- distances ------------------------------------------------------------------------------
@@ -399,13 +400,17 @@ class _Step:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What one set of active terms needs, per tier, in topological order."""
+    """What one set of active terms needs: the static and live steps in topological order,
+    and which fixed and static values the later tiers read (the only ones copied per call)."""
 
-    fixed: tuple[_Step, ...]
+    fixed_out: tuple[int, ...]
     static: tuple[_Step, ...]
+    static_out: tuple[int, ...]
     live: tuple[_Step, ...]
     static_keys: tuple[InputKey, ...]
     live_keys: tuple[InputKey, ...]
+    terms: tuple[int, ...]       # indices of the active terms
+    weights: torch.Tensor        # their weights, [len(terms)]
 
 
 def toposort(roots: Sequence[Node]) -> list[Node]:
@@ -452,7 +457,7 @@ class Evaluator:
         self._reach = [frozenset(self._slot[id(n)] for n in toposort([t.root])) for t in self.terms]
         self._plans: dict[tuple[bool, ...], _Plan] = {}
         self._fixed: dict[int, torch.Tensor] = {}
-        self._static: dict[int, torch.Tensor] = {}
+        self._static: dict[int, torch.Tensor] = {}  # values of other sources at one step
         self._static_stamp: tuple | None = None
         self._fill_fixed()
 
@@ -488,29 +493,38 @@ class Evaluator:
     def _plan(self, active: tuple[bool, ...]) -> _Plan:
         plan = self._plans.get(active)
         if plan is None:
-            needed = frozenset().union(*(r for r, on in zip(self._reach, active) if on))
-            by_tier: dict[str, list[_Step]] = {"fixed": [], "static": [], "live": []}
-            for step in self._steps:
-                if step.slot in needed:
-                    by_tier[self._tier[step.slot]].append(step)
-            keys = {t: tuple(s.key for s in by_tier[t] if s.key is not None) for t in ("static", "live")}
-            plan = _Plan(tuple(by_tier["fixed"]), tuple(by_tier["static"]), tuple(by_tier["live"]),
-                         keys["static"], keys["live"])
+            on = tuple(i for i, a in enumerate(active) if a)
+            needed = frozenset().union(*(self._reach[i] for i in on))
+            steps = [s for s in self._steps if s.slot in needed]
+            static = tuple(s for s in steps if self._tier[s.slot] == "static")
+            live = tuple(s for s in steps if self._tier[s.slot] == "live")
+            roots = {self._roots[i] for i in on}
+
+            def read_by(tier_steps, tier):
+                used = {i for s in tier_steps for i in s.inputs} | roots
+                return tuple(sorted(i for i in used if i in needed and self._tier[i] == tier))
+
+            weights = torch.tensor([self._weights[i] for i in on], dtype=self.dtype, device=self.device)
+            plan = _Plan(read_by(static + live, "fixed"), static, read_by(live, "static"), live,
+                         tuple(s.key for s in static if s.key is not None),
+                         tuple(s.key for s in live if s.key is not None), on, weights)
             self._plans[active] = plan
         return plan
 
     def _fill_fixed(self) -> None:
-        """Compute the constant maps now, so that a bad mask file fails before sampling, with
-        the span of the first term that reads it."""
-        values: list[torch.Tensor | None] = [None] * len(self._steps)
+        """Compute the constant maps now (once), so that a bad mask file fails before sampling,
+        with the span of the first term that reads it."""
+        values: list = [None] * len(self._steps)
         with torch.no_grad():
             for term, reach in zip(self.terms, self._reach):
-                steps = [s for s in self._steps if s.slot in reach and self._tier[s.slot] == "fixed"]
+                steps = [s for s in self._steps if s.slot in reach and self._tier[s.slot] == "fixed"
+                         and s.slot not in self._fixed]
                 try:
-                    self._run(steps, values, self._fixed, Inputs(), 1)
+                    self._run(steps, values, Inputs(), 1)
                 except SGLError as err:
                     raise SGLError([attrs.evolve(d, span=d.span or term.span) for d in err.diagnostics],
                                    err.sources) from None
+                self._fixed.update((s.slot, values[s.slot]) for s in steps)
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -529,45 +543,46 @@ class Evaluator:
             zero = torch.zeros(batch, dtype=self.dtype, device=self.device)
             return EnergyOut(zero, (None,) * len(self.terms))
         plan = self._plan(active)
-        values: list[torch.Tensor | None] = [None] * len(self._steps)
-        with torch.no_grad():
-            self._run(plan.fixed, values, self._fixed, inputs, batch)
-            self._refresh_static(plan, step, num_steps, inputs)
-            self._run(plan.static, values, self._static, inputs, batch)
-        self._run(plan.live, values, None, inputs, batch)
-        total = torch.zeros(batch, dtype=self.dtype, device=self.device)
-        per_term: list[torch.Tensor | None] = []
-        for i, on in enumerate(active):
-            if not on:
-                per_term.append(None)
-                continue
+        values: list = [None] * len(self._steps)
+        fixed = self._fixed
+        for slot in plan.fixed_out:
+            values[slot] = fixed[slot]
+        if plan.static:
+            if not self._static_valid(plan, step, num_steps, inputs):
+                with torch.no_grad():
+                    self._run(plan.static, values, inputs, batch)
+                self._static = {slot: values[slot] for slot in plan.static_out}
+            for slot in plan.static_out:
+                values[slot] = self._static[slot]
+        self._run(plan.live, values, inputs, batch)
+        per_term: list[torch.Tensor | None] = [None] * len(active)
+        for i in plan.terms:
             value = values[self._roots[i]]
-            value = value.expand(batch) if value.shape[0] != batch else value
-            per_term.append(value)
-            total = total + self._weights[i] * value
+            per_term[i] = value.expand(batch) if value.shape[0] != batch else value
+        # one weighted sum over the stacked terms: two autograd nodes instead of two per term
+        stacked = torch.stack([per_term[i] for i in plan.terms], dim=-1)
+        total = stacked @ plan.weights.to(device=stacked.device, dtype=stacked.dtype)
         return EnergyOut(total, tuple(per_term))
 
-    def _run(self, steps: Sequence[_Step], values: list, cache: dict | None, inputs: Inputs, batch: int) -> None:
-        """Evaluate `steps` in order into `values`; with a cache, reuse and fill it."""
+    def _run(self, steps: Sequence[_Step], values: list, inputs: Inputs, batch: int) -> None:
+        """Evaluate `steps` in order into `values` (the interpreter's inner loop)."""
         for step in steps:
-            if cache is not None and step.slot in cache:
-                values[step.slot] = cache[step.slot]
-                continue
-            if step.key is not None:
-                value = step.fn(self._recorded(inputs, step.key, batch))
+            if step.key is None:
+                values[step.slot] = step.fn(*[values[i] for i in step.inputs])
             else:
-                value = step.fn(*[values[i] for i in step.inputs])
-            values[step.slot] = value
-            if cache is not None:
-                cache[step.slot] = value
+                values[step.slot] = step.fn(self._recorded(inputs, step.key, batch))
 
-    def _refresh_static(self, plan: _Plan, step: int, num_steps: int, inputs: Inputs) -> None:
-        """Forget cached values of other sources when the step or their tensors changed."""
+    def _static_valid(self, plan: _Plan, step: int, num_steps: int, inputs: Inputs) -> bool:
+        """Whether the cached values of other sources still hold: same plan and step, the very
+        same input tensors (by identity), unmodified since. Remembers the new stamp if not."""
         tensors = tuple(inputs.get(k) for k in plan.static_keys)
-        stamp = (step, num_steps, tensors, tuple(getattr(t, "_version", 0) for t in tensors))
-        if not _same_stamp(self._static_stamp, stamp):
-            self._static.clear()
-            self._static_stamp = stamp
+        stamp = (id(plan), step, num_steps, tensors, tuple(getattr(t, "_version", 0) for t in tensors))
+        old = self._static_stamp
+        if (old is not None and old[:3] == stamp[:3] and old[4] == stamp[4]
+                and all(a is b for a, b in zip(old[3], tensors))):
+            return True
+        self._static_stamp = stamp
+        return False
 
     def _recorded(self, inputs: Inputs, key: InputKey, batch: int) -> torch.Tensor:
         """The recorded tensor for `key`, checked against what the runtime promised."""
@@ -605,17 +620,11 @@ def _lifted(fn: Callable, lifts: list[int]) -> Callable:
 
     def call(a, b):
         if ka > 0:
-            a = a.reshape(a.shape[0], *([1] * ka))
+            a = _per_batch(a, ka)
         if kb > 0:
-            b = b.reshape(b.shape[0], *([1] * kb))
+            b = _per_batch(b, kb)
         return fn(a, b)
     return call
-
-
-def _same_stamp(old: tuple | None, new: tuple) -> bool:
-    """Same step, the very same input tensors (by identity), unmodified since."""
-    return (old is not None and old[:2] == new[:2] and old[3] == new[3] and len(old[2]) == len(new[2])
-            and all(a is b for a, b in zip(old[2], new[2])))
 
 
 # --- the sampler's side -------------------------------------------------------------------
