@@ -26,6 +26,9 @@ CONTINUATIONS = {"STAR", "PLUS", "MINUS", "SLASH", "DOT"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS"}
 SETTING_NAMES = ("prompt", "negative", "seed", "steps", "cfg", "resolution", "strength",
                  "model", "scheduler", "layers")
+SETTING_EXAMPLES = {"prompt": '"a red circle and a blue square"', "negative": '"blurry"', "seed": "7",
+                    "steps": "50", "cfg": "7.5", "resolution": "512` or `resolution 512x768",
+                    "strength": "1.0", "model": '"shapes"', "scheduler": '"ddim"', "layers": '"…"'}
 MODIFIER_WORDS = ("weight", "from", "using", "margin")
 # Tokens that suggest the bracket before them should have been closed.
 AFTER_CLOSE = {"=", "<", ">", "<=", ">=", "≤", "≥", "{", "weight", "from", "using", "margin"}
@@ -142,9 +145,13 @@ def explain(exc: UnexpectedInput, text: str, file: str, start: str = "start") ->
         hint = f"add `{closer}` to close the `{bracket}`"
         labels = (Label(Span.at_offsets(file, text, where, where + 1), "unclosed delimiter"),)
         notes = (generic,)
-    elif first_word in SETTING_NAMES and statement.strip() == first_word:
-        code, message = "E008", f"the setting `{first_word}` has no value"
-        hint = f'write `{first_word} ' + ('"…"`' if first_word in ("prompt", "negative", "model", "scheduler", "layers") else 'N`')
+    elif first_word in SETTING_NAMES and not any(op in statement for op in "=<>≤≥"):
+        whole = _without_comments(_statement_text(text, len(text.rstrip()) if at_end else position, whole=True))
+        bare = whole.strip() == first_word
+        code = "E008"
+        message = f"the setting `{first_word}` has no value" if bare else \
+            f"the value of `{first_word}` must be a single literal"
+        hint = f"write `{first_word} {SETTING_EXAMPLES.get(first_word, '…')}`"
     elif not at_end and token.type in ("RPAR", "RSQB", "RBRACE"):
         message = f"unexpected `{token.value}`: nothing to close"
         hint = "remove it, or add the opening bracket it belongs to"
@@ -251,11 +258,12 @@ def _without_comments(code: str) -> str:
     return re.sub(r'("(?:[^"\\\n]|\\.)*"?)|#[^\n]*', lambda m: m.group(1) or "", code)
 
 
-def _statement_text(text: str, position: int) -> str:
-    """The text of the statement holding `position`, from its start to `position`."""
+def _statement_text(text: str, position: int, whole: bool = False) -> str:
+    """The text of the statement holding `position`, from its start to `position` (or to
+    its end when `whole`)."""
     for start, end in statement_chunks(text):
         if start <= position <= end:
-            return text[start:position] if position > start else text[start:end]
+            return text[start:end] if whole or position <= start else text[start:position]
     return ""
 
 
