@@ -622,3 +622,8 @@ def test_keywordish_names_used_as_values(src, code):
 def test_an_image_passed_as_an_object_hints_at_sources():
     d = only(HEAD + 'image ref = generate "a dog"\nsize(dog) = size(ref)\n')
     assert d.code == "E056" and "size[image](object)" in d.hint
+
+
+def test_misspelt_function_of_an_unused_module_suggests_the_module():
+    d = only(HEAD + "kep(dog)\n")
+    assert d.code == "E030" and "`keep`" in d.hint and "use edits" in d.hint

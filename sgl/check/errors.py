@@ -112,7 +112,9 @@ def setting_as_value(name: str, span: Span) -> Diagnostic:
 
 def unknown_function(name: str, span: Span, suggestion: str | None, module: str | None,
                      declared_at: Span | None = None) -> Diagnostic:
-    if module is not None:
+    if module is not None and suggestion is not None:
+        hint = f"did you mean `{suggestion}` from stdlib module `{module}`? add `use {module}`"
+    elif module is not None:
         hint = f"`{name}` is defined in stdlib module `{module}`: add `use {module}`"
     else:
         hint = _mean(suggestion)

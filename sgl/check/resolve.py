@@ -9,6 +9,7 @@ except the written ones (`a: Scalar`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -390,12 +391,16 @@ class Resolver:
             self.expr(arg, scope)
 
     def _unknown_function(self, name: str, span: Span) -> None:
-        module = _stdlib_definer(name)
+        defined_in = _stdlib_functions()
+        module = defined_in.get(name)
         suggestion = did_you_mean(name, self.functions)
         declared_at = None
         if suggestion:
             info = self.functions[suggestion][0]
             declared_at = None if info.module.stdlib else (info.fn.name_span or info.fn.span)
+        elif module is None:
+            suggestion = did_you_mean(name, defined_in)
+            module = defined_in.get(suggestion) if suggestion else None
         self.diags.append(errors.unknown_function(name, span, suggestion, module, declared_at))
 
     # ------------------------------------------------------------------ recursion
@@ -436,10 +441,12 @@ def _find_cycle(start: str, edges: dict[str, set[str]]) -> list[str] | None:
 _FN_LINE = re.compile(r"^\s*fn\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 
 
-def _stdlib_definer(name: str) -> str | None:
-    """The stdlib module that defines fn `name` (so a missing `use` can be suggested)."""
+@functools.lru_cache(maxsize=None)
+def _stdlib_functions() -> dict[str, str]:
+    """Function name → the stdlib module defining it (so a missing `use` can be suggested)."""
+    found: dict[str, str] = {}
     for module in stdlib_modules():
         text = (stdlib_dir() / f"{module}.sgl").read_text(encoding="utf-8")
-        if name in _FN_LINE.findall(text):
-            return module
-    return None
+        for name in _FN_LINE.findall(text):
+            found.setdefault(name, module)
+    return found
