@@ -95,7 +95,7 @@ def _layout(diag: Diagnostic, sources: dict[str, str]) -> list[Line]:
             marks.setdefault(label.span.file, []).append((label.span, "-", "secondary", label.message))
 
     files = list(marks)
-    numbers_width = max((len(str(_display_line(s, sources.get(s.file))[0] + CONTEXT))
+    numbers_width = max((len(str(_last_shown_line(s, sources.get(s.file))))
                          for group in marks.values() for s, *_ in group), default=1)
     pad = " " * numbers_width
 
@@ -121,6 +121,11 @@ def _layout(diag: Diagnostic, sources: dict[str, str]) -> list[Line]:
         lines.append([(f"{pad} = ", "gutter"), ("note", "note"),
                       (f": in file included from {use.file}:{use.line}:{use.column}", None)])
     return lines
+
+
+def _last_shown_line(span: Span, text: str | None) -> int:
+    last = max(display_position(span, text)[0], span.end_line) + CONTEXT
+    return min(last, text.rstrip("\n").count("\n") + 1) if text is not None else last
 
 
 def display_position(span: Span, text: str | None) -> tuple[int, int]:

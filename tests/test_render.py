@@ -171,3 +171,9 @@ def test_json_fields():
                      "hint": "did you mean `dog`?"}
     assert json.loads(render_json([word_error()])) == [entry]
     assert diagnostics_json([Diagnostic("E200", "no file")])[0]["line"] is None
+
+
+def test_gutter_is_as_wide_as_the_last_line_shown():
+    text = "".join(f"l{i}\n" for i in range(1, 10))
+    diag = Diagnostic("E001", "m", span_of(text, "l8", "w.sgl"))
+    assert render(diag, {"w.sgl": text}).splitlines()[1:3] == [" --> w.sgl:8:1", "  |"]
