@@ -23,11 +23,12 @@ from sgl.check import words
 from sgl.check.program import ORIG, SELF, CheckedProgram, ObjectInfo, SourceInfo
 from sgl.check.types import VEC2
 from sgl.diagnostics import Diagnostic, SGLError, Span, sorted_diagnostics
-from sgl.ir import errors
+from sgl.check.imports import stdlib_key, stdlib_modules
+from sgl.ir import errors, passes
 from sgl.ir.fold import const, evaluate_const
 from sgl.ir.nodes import Graph, Node, Term
 from sgl.ir.ops import COMPILE_TIME, INTRINSICS, LEAF_INTRINSICS, OP_OF_SYMBOL, result_type
-from sgl.ir import passes
+from sgl.ir.printer import fmt_const
 from sgl.ir.program import EnergyProgram
 from sgl.ir.walk import reads
 from sgl.syntax import ast
@@ -361,6 +362,8 @@ class _Lowerer:
         return re.sub(r"\s+", " ", source[span.start:span.end]).strip()
 
     def label(self, stmt, ctx: _Ctx) -> str:
+        """The user's statement as written, then (for a macro) the constraint inside it, then
+        the values of the loop variables: `keep(o) › shape(o) = silhouette₀(o)  (o = cat)`."""
         outer = self.text(ctx.outer.span) if ctx.outer is not None else ""
         if isinstance(ctx.outer, ast.For):
             inner_user = ctx.stmt_site if ctx.stmt_site is not None else stmt.span
@@ -378,15 +381,11 @@ class _Lowerer:
         if isinstance(value, SourceInfo):
             return value.name
         if isinstance(value, Node) and value.op == "const":
-            from sgl.ir.printer import fmt_const
-
             return fmt_const(value.arg)
         return "…"
 
 
 def _stdlib_files() -> frozenset[str]:
-    from sgl.check.imports import stdlib_key, stdlib_modules
-
     return frozenset(stdlib_key(name) for name in stdlib_modules())
 
 
