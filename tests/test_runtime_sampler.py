@@ -196,3 +196,28 @@ def test_bfloat16_guided_run_stays_finite(tiny_sd):
                     tokens={"dog": "dog"})
     assert torch.isfinite(result.latents.float()).all()
     assert all(s.grad_norm is not None and s.grad_norm > 0 for s in result.trace)
+
+
+def test_float16_gradient_matches_float32_with_loss_scaling(tiny_sd):
+    common = dict(prompt=PROMPT, seed=3, steps=2, cfg=7.5, strength=1e3, energy=push_dog_right,
+                  tokens={"dog": "dog"})
+    full = sample(tiny_sd, **common)
+    half = sample(copy.deepcopy(tiny_sd).to(dtype=torch.float16), **common)
+    assert half.latents.dtype == torch.float16 and not half.warnings
+    for a, b in zip(full.trace, half.trace):
+        assert b.grad_norm == pytest.approx(a.grad_norm, rel=2e-2)
+
+
+def test_out_of_memory_becomes_e230(tiny_sd, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(tiny_sd.unet, "forward", exhausted)
+    with pytest.raises(SGLError) as err:
+        sample(tiny_sd, prompt=PROMPT, steps=1)
+    assert err.value.diagnostics[0].code == "E230"
+
+
+def test_progress_bar_runs(tiny_sd, capsys):
+    sample(tiny_sd, prompt=PROMPT, steps=2, progress=True)
+    assert "sampling" in capsys.readouterr().err
