@@ -12,7 +12,8 @@ Ops (the evaluator in sgl/runtime/evaluate.py implements each):
            Map·Map, Vec2·Vec2, Vector·Vector; pack (Scalar, Scalar → Vec2), get_x, get_y
   prelude  every `extern fn` of stdlib/prelude.sgl except the compile-time ones
            (objects, others): box, circle, normalize, softthr, hardthr, sum, mean, max, min,
-           pool, shift, scale, abs, sqrt, norm, dot, relu, detach
+           pool, shift, scale, abs, sqrt, norm, dot, relu, detach (in the IR on any value
+           type: the gradient cut wraps what does not read the generated run in it)
   distance l1 (mean |a − b| over all elements), l2 (mean (a − b)²) → Scalar
 """
 
