@@ -86,10 +86,21 @@ def is_complete(text: str) -> bool:
         return True
 
 
+def _code(text: str) -> str:
+    """`text` without strings and comments (whose brackets do not count)."""
+    return re.sub(r'"(?:\\.|[^"\\\n])*"?|#[^\n]*', "", text)
+
+
 def _balanced(text: str) -> bool:
     """Fallback when no parser is installed: brackets closed outside strings and comments."""
-    code = re.sub(r'"(?:\\.|[^"\\\n])*"|#[^\n]*', "", text)
+    code = _code(text)
     return sum(code.count(c) for c in "([{") <= sum(code.count(c) for c in ")]}")
+
+
+def _indent(text: str) -> str:
+    """Two spaces per `{` still open: the indentation of the next line of an entry."""
+    code = _code(text)
+    return "  " * max(code.count("{") - code.count("}"), 0)
 
 
 def _bindings() -> KeyBindings:
@@ -99,13 +110,25 @@ def _bindings() -> KeyBindings:
     @keys.add("c-j")
     def _(event):
         buffer = event.current_buffer
+        state, buffer.complete_state = buffer.complete_state, None
+        if state is not None and state.current_completion is not None:
+            return                              # Enter picks the highlighted completion
         at_end = not buffer.document.text_after_cursor.strip()
         on_empty_line = buffer.document.current_line.strip() == "" and buffer.text.strip() != ""
         # Enter on an empty line submits whatever is there, so a typo never traps the user
         if at_end and (on_empty_line or is_complete(buffer.text)):
             buffer.validate_and_handle()
         else:
-            buffer.insert_text("\n")
+            buffer.insert_text("\n" + _indent(buffer.document.text_before_cursor))
+
+    @keys.add("}")
+    def _(event):
+        """A closing brace goes back one level when it starts the line."""
+        buffer = event.current_buffer
+        line = buffer.document.current_line_before_cursor
+        if line.strip() == "" and line.endswith("  "):
+            buffer.delete_before_cursor(2)
+        buffer.insert_text("}")
 
     return keys
 
@@ -124,7 +147,7 @@ def history_file() -> History:
 def make_prompt(session: Session, *, input=None, output=None, history: History | None = None) -> PromptSession:
     return PromptSession(
         message=lambda: [("class:prompt", f"sgl[{session.next_number()}]> ")],
-        prompt_continuation=lambda width, line_number, wrap_count: "." * (width - 2) + "  ",
+        prompt_continuation=lambda width, line_number, wrap_count: "...> ".rjust(width),
         multiline=True, key_bindings=_bindings(), lexer=SGLLexer(), completer=SGLCompleter(session),
         complete_while_typing=False, style=STYLE, history=history or history_file(),
         input=input, output=output, enable_history_search=False, include_default_pygments_style=False)

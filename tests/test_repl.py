@@ -275,6 +275,8 @@ def test_pipe_multi_line_entry_then_ctrl_d(session):
     _drive(session, keys)
     assert len(session.chunks) == 4
     assert session.chunks[2].text.count("\n") == 2          # one entry over three lines
+    assert session.chunks[2].text.splitlines()[1:] == [       # indented inside `{ }`
+        "  centroid(o) = centroid_0(o) + (0.1, 0)", "}"]
     assert parse(session.text).statements[-1].call.func == "nudge"
 
 
@@ -373,3 +375,27 @@ def test_second_run_reuses_the_model_and_the_cached_original(tmp_path, tiny_sd_d
     assert len(loads) == 1                               # nor the model loaded again
     shown = session.handle(":show")
     assert shown.ok and str(tmp_path / "out" / "run-002" / "edited.png") in shown.text
+
+
+def test_the_completer_replaces_the_word_being_typed(session):
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from sgl.repl import SGLCompleter
+
+    started(session)
+    found = list(SGLCompleter(session).get_completions(Document("keep(squ"), CompleteEvent(completion_requested=True)))
+    assert [(c.text, c.start_position) for c in found] == [("square", -3)]
+    document = Document("keep(squ")
+    assert document.text[: len(document.text) + found[0].start_position] + found[0].text == "keep(square"
+
+
+def test_the_lexer_colours_keywords_and_strings():
+    from prompt_toolkit.document import Document
+
+    from sgl.repl import SGLLexer
+
+    line = SGLLexer().lex_document(Document('use edits # note\nprompt "a dog"'))
+    assert ("class:keyword", "use") in line(0) and ("class:comment", "# note") in line(0)
+    assert ("class:setting", "prompt") in line(1) and ("class:string", '"a dog"') in line(1)
+    assert "".join(text for _, text in line(1)) == 'prompt "a dog"'
