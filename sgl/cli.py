@@ -325,6 +325,38 @@ def bench_command(args: argparse.Namespace) -> int:
     return int(module.main(args.options) or 0)
 
 
+# ----------------------------------------------------------------------------- sgl explain
+
+# Modules whose `EXPLANATIONS` dict ({code: text}) documents their diagnostic codes.
+EXPLAINING_MODULES = ("sgl.syntax.errors", "sgl.check.errors", "sgl.ir.errors")
+
+
+def _explain_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("code", metavar="CODE", help="a diagnostic code, e.g. E006")
+
+
+def explanations() -> dict[str, str]:
+    import importlib
+
+    found: dict[str, str] = {}
+    for name in EXPLAINING_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        found.update(getattr(module, "EXPLANATIONS", {}) or {})
+    return found
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    code = args.code.strip().upper()
+    known = explanations()
+    if code not in known:
+        raise UsageError(f"no explanation for `{code}`; explained codes: {', '.join(sorted(known))}")
+    sys.stdout.write(f"{code}: {known[code].rstrip()}\n")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- the table
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -334,6 +366,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "bench": Subcommand("run a benchmark and print its measured numbers", _bench_options, bench_command),
     "repl": Subcommand("try constraints interactively", _repl_options, repl_command),
     "ir": Subcommand("print a program's energy IR", _ir_options, ir_command),
+    "explain": Subcommand("explain a diagnostic code, with an example and a fix", _explain_options,
+                          explain_command),
 }
 
 

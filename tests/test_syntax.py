@@ -212,3 +212,38 @@ def test_is_complete():
     assert not is_complete("size(dog) = (1,")
     assert is_complete("fn f(o: Object) {\n keep(o)\n}")
     assert is_complete('prompt "unterminated')   # a lexer error: submit and show it
+
+
+# ----------------------------------------------------------------------------- explanations
+
+def _code_blocks(text: str) -> list[str]:
+    blocks, current = [], []
+    for line in text.splitlines():
+        if line.startswith("    "):
+            current.append(line[4:])
+        elif current:
+            blocks.append("\n".join(current) + "\n")
+            current = []
+    if current:
+        blocks.append("\n".join(current) + "\n")
+    return blocks
+
+
+@pytest.mark.parametrize("code", [f"E00{i}" for i in range(1, 10)])
+def test_every_syntax_code_is_explained_with_a_failing_and_a_fixed_example(code):
+    from sgl.syntax.errors import EXPLANATIONS
+
+    blocks = _code_blocks(EXPLANATIONS[code])
+    wrong, fixed = blocks[0], blocks[-1]
+    assert code in [c for c, _ in errors_of(wrong)]
+    parse(fixed)
+
+
+def test_sgl_explain(capsys):
+    from sgl.cli import main
+
+    assert main(["explain", "e006"]) == 0
+    assert capsys.readouterr().out.startswith("E006: `==` is not an SGL operator")
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "E777"])
+    assert exit_.value.code == 2

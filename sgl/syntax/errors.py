@@ -333,3 +333,92 @@ def too_deep(file: str, text: str, offset: int = 0) -> Diagnostic:
 def internal(file: str, text: str, exc: BaseException) -> Diagnostic:
     return Diagnostic("E999", f"internal compiler error: {type(exc).__name__} while parsing",
                       Span.at_offsets(file, text, 0, 0), notes=(BUG_REPORT,))
+
+
+# ----------------------------------------------------------------------------- long explanations (`sgl explain E006`)
+
+EXPLANATIONS = {
+    "E001": """A token appeared where the grammar does not allow it.
+
+The message says what the parser expected instead. For example, a parameter without a type:
+
+    fn grow(o) = size(o) * 1.5          # error: expected `:`
+
+Every parameter is written with its type:
+
+    fn grow(o: Object) = size(o) * 1.5
+""",
+    "E002": """The file ended in the middle of a statement.
+
+    size(circle) =                      # error: expected an expression, found end of file
+
+Finish the statement, or delete it:
+
+    size(circle) = 0.3
+""",
+    "E003": """A character that SGL does not use, outside a string or a comment.
+
+    size(circle) > 0.2 && size(square) < 0.1    # error: unexpected character `&`
+
+SGL has no logical operators: all constraints of a program hold together, so write one per line:
+
+    size(circle) > 0.2
+    size(square) < 0.1
+""",
+    "E004": """A string that is not closed on its line, or that uses an unknown escape.
+
+    prompt "a red circle                # error: unterminated string
+    prompt "a red\\tcircle"              # error: unknown escape `\\t`
+
+Strings end on the line they start on; the escapes are `\\"`, `\\\\` and `\\n`:
+
+    prompt "a red circle"
+""",
+    "E005": """A bracket was opened and never closed.
+
+    size(circle = 0.4                   # error: unclosed `(`
+
+Newlines inside `( )` and `[ ]` are ignored, so an unclosed bracket would swallow the following
+lines; SGL reports it where the statement should have ended. Close the bracket:
+
+    size(circle) = 0.4
+""",
+    "E006": """`==` is not an SGL operator.
+
+    size(circle) == size₀(circle)       # error
+
+A constraint states what should be true with a single `=` (an equality, minimised as a
+distance), or with `<`, `>`, `<=`, `>=` (inequalities):
+
+    size(circle) = size₀(circle)
+""",
+    "E007": """A window's bounds are percentages of the sampling steps and need `%`.
+
+    keep(square) from 10 to 60%         # error
+
+Write both bounds with `%`:
+
+    keep(square) from 10% to 60%
+""",
+    "E008": """A definition or setting is missing a part: a `fn` without a body, a `let` or `object`
+without `=`, an `image` without `generate`/`load`, a setting without its value.
+
+    fn bigger(o: Object) -> Scalar      # error: no body
+    seed                                # error: no value
+
+Give the missing part:
+
+    fn bigger(o: Object) -> Scalar = size(o) * 2
+    seed 7
+""",
+    "E009": """A modifier (`weight`, `from … to …`, `using`, `margin`) is misplaced or repeated.
+
+    weight 2 keep(square)               # error: modifiers follow the constraint
+    size(circle) = 0.3 weight 2 weight 3     # error: `weight` given twice
+
+Write each modifier once, after the constraint it changes, in any order:
+
+    keep(square) weight 2
+    size(circle) = 0.3 weight 3 from 0% to 50%
+""",
+}
