@@ -397,3 +397,19 @@ def test_inputs_of_the_wrong_batch_or_rank_are_an_sgl_error():
     with pytest.raises(SGLError) as err:
         evaluator(0, 1, Inputs({("self", DOG): torch.rand(H, W), ("orig", DOG): torch.rand(1, H, W)}))
     assert err.value.diagnostics[0].code == "E243"
+
+
+def test_a_large_mask_is_area_averaged_and_a_small_one_upsampled(tmp_path):
+    from PIL import Image
+
+    big = Image.new("L", (64, 64), 0)
+    big.paste(255, (0, 0, 16, 64))  # the left quarter is white
+    big.save(tmp_path / "big.png")
+    m = ev.mask(arg=str(tmp_path / "big.png"), grid=(4, 6), dtype=torch.float64, device=torch.device("cpu"))
+    assert m.shape == (1, 4, 6)
+    assert m.mean().item() == pytest.approx(0.25, abs=1e-6)  # coverage kept: 1.5 of 6 columns
+    assert m[0, 0].tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.0, 0.0], abs=1e-6)
+    small = Image.new("L", (2, 2), 255)
+    small.save(tmp_path / "small.png")
+    up = ev.mask(arg=str(tmp_path / "small.png"), grid=(4, 6), dtype=torch.float64, device=torch.device("cpu"))
+    assert torch.allclose(up, torch.ones(1, 4, 6, dtype=torch.float64))

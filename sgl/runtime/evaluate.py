@@ -150,26 +150,33 @@ def circle(center: torch.Tensor, radius: torch.Tensor, *, grid: Grid) -> torch.T
 
 
 @functools.lru_cache(maxsize=16)
-def _load_gray(path: str, mtime: float) -> torch.Tensor:
+def _load_gray(path: str, mtime: float, grid: Grid) -> torch.Tensor:
+    """The file as a [H, W] float32 map in [0, 1]. An image larger than the grid is reduced by
+    area averaging (each cell = the fraction of it that is white), a smaller one upsampled by
+    `resample`."""
+    import numpy as np
     from PIL import Image
 
+    h, w = grid
     with Image.open(path) as image:
-        gray = image.convert("L")
-        data = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
-        return data.reshape(gray.height, gray.width).to(torch.float32) / 255.0
+        gray = image.convert("F")  # 0–255 as floats, so box averaging does not round
+        if gray.width >= w and gray.height >= h:
+            gray = gray.resize((w, h), Image.Resampling.BOX)
+        data = torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)
+    return resample(data.unsqueeze(0), grid).squeeze(0)
 
 
 @intrinsic("mask")
 def mask(*, arg: str, grid: Grid, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A grayscale image file (white = 1) on the grid; files are read once per modification."""
+    """A grayscale image file (white = 1) on the grid; a file is read once per modification."""
     path = Path(arg)
     try:
-        image = _load_gray(str(path.resolve()), path.stat().st_mtime)
+        image = _load_gray(str(path.resolve()), path.stat().st_mtime, tuple(grid))
     except (OSError, ValueError) as err:
         raise SGLError.single("E240", f"cannot read the mask image `{arg}`",
                               hint="give the path of a PNG or JPEG file, relative to the program",
                               notes=[str(err)]) from None
-    return resample(image.to(device=device, dtype=dtype).unsqueeze(0), grid)
+    return image.to(device=device, dtype=dtype).unsqueeze(0)
 
 
 # --- arithmetic (operands already lifted to broadcast; see Evaluator) ------------------------
