@@ -399,3 +399,16 @@ def test_the_lexer_colours_keywords_and_strings():
     assert ("class:keyword", "use") in line(0) and ("class:comment", "# note") in line(0)
     assert ("class:setting", "prompt") in line(1) and ("class:string", '"a dog"') in line(1)
     assert "".join(text for _, text in line(1)) == 'prompt "a dog"'
+
+
+def test_files_named_by_the_program_are_relative_to_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "m.png").write_bytes(b"")     # exists: that is all the checker looks at
+    (folder / "p.sgl").write_text(f'{PROMPT}\nshape(circle) = mask("m.png")\n')
+    monkeypatch.chdir(tmp_path)              # the user's shell is elsewhere
+    session = Session(opener=lambda paths: None)
+    assert session.handle(":load project/p.sgl").ok
+    assert session.handle('shape(square) = mask("m.png")').ok
+    missing = session.handle('shape(square) = mask("nope.png")')
+    assert not missing.ok and "E039" in missing.text
