@@ -326,8 +326,9 @@ def bad_escape(escape: str, span: Span) -> Diagnostic:
 
 
 def too_deep(file: str, text: str, offset: int = 0) -> Diagnostic:
-    return Diagnostic("E001", "brackets nested too deeply", Span.at_offsets(file, text, offset, offset),
-                      hint="split the expression with `let`")
+    return Diagnostic("E001", "expression nested too deeply", Span.at_offsets(file, text, offset, offset),
+                      hint="split it into parts with `let`",
+                      notes=("SGL reads at most 100 nested brackets, and chains of a few hundred operators",))
 
 
 def internal(file: str, text: str, exc: BaseException) -> Diagnostic:
