@@ -119,8 +119,9 @@ class Session:
             if stripped.startswith(":"):
                 return self.command(stripped)
             return self.add(entry)
-        except SGLError as err:
-            return Reply(self.render(err.diagnostics, err.sources), ok=False)
+        except SGLError as err:   # spans of the session's text are shown in its entries
+            diags, sources = remap(err.diagnostics, self.chunks, {**err.sources, REPL_FILE: self.text})
+            return Reply(self.render(diags, sources), ok=False)
         except Exception:  # an SGL bug must not end the user's session
             return Reply(internal_error(), ok=False)
 
@@ -286,8 +287,7 @@ class Session:
         path = Path(os.path.expanduser(_unquote(rest)))
         if not path.is_absolute():
             path = self.base_dir / path
-        reply = self.load(path)
-        return reply
+        return self.load(path)
 
     def load(self, path: Path) -> Reply:
         """Replace the session by the program in `path` (one entry per statement)."""

@@ -412,3 +412,21 @@ def test_files_named_by_the_program_are_relative_to_its_folder(tmp_path, monkeyp
     assert session.handle('shape(square) = mask("m.png")').ok
     missing = session.handle('shape(square) = mask("nope.png")')
     assert not missing.ok and "E039" in missing.text
+
+
+def test_a_runtime_error_points_into_the_entry_it_is_about(session, monkeypatch):
+    from sgl.diagnostics import SGLError, Span
+
+    pytest.importorskip("sgl.runtime.execute")
+    session.pipe = object()
+    started(session)
+    session.handle('image ref = generate "a green circle"')
+    text = session.text
+    where = text.index("ref")
+
+    def failing(*args, **kwargs):
+        raise SGLError.single("E299", "cannot sample `ref`", Span.at_offsets("<repl>", text, where, where + 3))
+
+    monkeypatch.setattr("sgl.program.Program.run", failing)
+    reply = session.handle(":run")
+    assert not reply.ok and "E299" in reply.text and "<repl:3>:1:7" in reply.text
