@@ -107,7 +107,7 @@ def _grammar_strategy():
 GRAMMAR_PROGRAMS = _grammar_strategy()
 
 
-@FUZZ
+@settings(FUZZ, max_examples=40)
 @given(GRAMMAR_PROGRAMS)
 def test_programs_generated_from_the_grammar_give_only_diagnostics(text):
     compile_text(text, "generated.sgl")
