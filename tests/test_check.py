@@ -627,3 +627,8 @@ def test_an_image_passed_as_an_object_hints_at_sources():
 def test_misspelt_function_of_an_unused_module_suggests_the_module():
     d = only(HEAD + "kep(dog)\n")
     assert d.code == "E030" and "`keep`" in d.hint and "use edits" in d.hint
+
+
+def test_a_stop_word_used_as_an_object_is_a_warning():
+    (w,) = checked(HEAD + "size(beach) = 0.2\nsize(a) = 0.2\n").warnings
+    assert w.code == "W002" and w.span.line == 3

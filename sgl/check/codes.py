@@ -184,6 +184,11 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        P + "use edits\nkeep(square, size₀(circle))\n", P + "use edits\nkeep(square, 2)\n"),
     _e("W001", "target outside the image", "Positions are image fractions; a target outside [0, 1]² cannot be reached.",
        P + "centroid(circle) = (1.2, 0.5)\n", P + "centroid(circle) = (0.9, 0.5)\n"),
+    _e("W002", "stop word used as an object",
+       "Articles, prepositions and words like `photo` are prompt words, but their attention is "
+       "spread over the image: they do not locate a thing.",
+       'prompt "a photo of a dog"\ncentroid(photo) = (0.5, 0.5)\n',
+       'prompt "a photo of a dog"\ncentroid(dog) = (0.5, 0.5)\n'),
 ]}
 
 

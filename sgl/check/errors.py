@@ -362,3 +362,10 @@ def target_outside(value: tuple[float, float], span: Span) -> Diagnostic:
     return Diagnostic("W001", f"target ({value[0]:g}, {value[1]:g}) lies outside the image", span,
                       severity=Severity.WARNING,
                       notes=("positions are image fractions: x and y run from 0 to 1",))
+
+
+def stop_word_object(word: str, span: Span) -> Diagnostic:
+    return Diagnostic("W002", f"`{word}` is a stop word of the prompt, not an object", span,
+                      severity=Severity.WARNING,
+                      hint="name the thing itself, e.g. the noun after it",
+                      notes=("stop words (articles, prepositions, `photo`, …) have diffuse attention",))

@@ -21,7 +21,7 @@ from sgl.check.program import ORIG, ObjectInfo, SourceInfo
 from sgl.check.scope import Binding, GlobalScope, Scope
 from sgl.check.settings import SETTINGS, is_integer
 from sgl.check.types import BASE_TYPES, CONSTRAINT, IMAGE, OBJECT, Type, list_of
-from sgl.check.words import words_of
+from sgl.check.words import STOP_WORDS, words_of
 from sgl.diagnostics import Diagnostic, Span
 from sgl.resources import stdlib_dir
 from sgl.suggest import did_you_mean
@@ -346,6 +346,8 @@ class Resolver:
         binding = scope.lookup(e.id)
         if binding is not None:
             self.refs[id(e)] = binding
+            if binding.kind == "object" and binding.span is None and e.id in STOP_WORDS:
+                self.diags.append(errors.stop_word_object(e.id, e.span))
             if binding.kind == "global_let" and self._current_let is not None:
                 self.let_edges[self._current_let].add(e.id)
             return
