@@ -413,3 +413,12 @@ def test_a_large_mask_is_area_averaged_and_a_small_one_upsampled(tmp_path):
     small.save(tmp_path / "small.png")
     up = ev.mask(arg=str(tmp_path / "small.png"), grid=(4, 6), dtype=torch.float64, device=torch.device("cpu"))
     assert torch.allclose(up, torch.ones(1, 4, 6, dtype=torch.float64))
+
+
+def test_every_evaluator_code_is_explained():
+    import inspect
+    import re
+
+    raised = set(re.findall(r'SGLError\.single\(\s*"(E\d+)"', inspect.getsource(ev)))
+    assert raised == {"E240", "E241", "E242", "E243"}
+    assert raised <= set(ev.EXPLANATIONS)

@@ -40,6 +40,31 @@ InputKey = tuple[str, str, Hashable]  # ("attn", source, words) or ("feat", sour
 
 INTRINSICS: dict[str, Callable[..., torch.Tensor]] = {}
 
+EXPLANATIONS = {
+    "E240": """A `mask("…")` image could not be read when the program started to run.
+
+    shape(cat) = mask("sketches/cat.png")      # error if the file is missing or not an image
+
+The path is relative to the program file. Any grayscale or colour image that Pillow reads
+works (white = 1, black = 0); it is area-averaged onto the working grid.
+""",
+    "E241": """The compiled program contains an operation that the evaluator does not implement.
+
+This is a bug in SGL: every op of the energy IR has one torch function in
+sgl/runtime/evaluate.py. Please report it with the program.
+""",
+    "E242": """The runtime did not record an attention map or feature layer that a term reads.
+
+This is a bug in SGL: the sampler must record everything `Evaluator.needs` lists for the
+current step. Please report it with the program.
+""",
+    "E243": """A recorded tensor has a shape the evaluator cannot use.
+
+Attention maps must be [B, h, w] and features [B, C, h, w], with B the guided batch or 1. This
+is a bug in SGL (or in code that calls the evaluator directly with its own tensors).
+""",
+}
+
 
 def intrinsic(name: str):
     """Register the torch implementation of the IR op `name`."""
