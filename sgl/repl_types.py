@@ -34,7 +34,8 @@ def type_of(session, expr_text: str) -> tuple[str, bool]:
     combined = head + expr_text + "\n"
     try:
         program = parse(combined, REPL_FILE)
-        checked = check(program, texts={REPL_FILE: combined}, loader=file_loader(session.base_dir))
+        checked = check(program, texts={REPL_FILE: combined}, loader=file_loader(session.base_dir),
+                        base_dir=session.base_dir)
     except SGLError as err:
         diags = [_moved(d, len(prefix), len(head), program_text, expr_text) for d in err.diagnostics]
         diags = [d for d in diags if d is not None]
