@@ -164,6 +164,21 @@ def test_euler_scheduler_runs_and_matches_the_pipeline(tiny_sd):
     assert all(0 < s < 1 for s in sigmas) and sigmas == sorted(sigmas, reverse=True)
 
 
+@pytest.mark.parametrize("name", ["ddpm", "pndm", "euler_a", "dpm"])
+def test_other_schedulers_match_the_pipeline_and_guide(tiny_sd, name):
+    from sgl.runtime.pipelines import make_scheduler
+
+    pipe = copy.copy(tiny_sd)
+    pipe.scheduler = make_scheduler(tiny_sd, name)
+    steps = 4  # diffusers' PNDM breaks below 4 steps
+    plain = sample(tiny_sd, prompt=PROMPT, seed=3, steps=steps, cfg=7.5, scheduler=make_scheduler(tiny_sd, name))
+    assert torch.equal(plain.latents, _pipe_latents(pipe, steps=steps))
+    guided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=steps, cfg=7.5, scheduler=make_scheduler(tiny_sd, name),
+                    strength=100.0, energy=push_dog_right, tokens={"dog": "dog"})
+    assert all(0 < s.sigma < 1 and s.grad_norm > 0 for s in guided.trace)
+    assert guided.trace[-1].step == len(guided.trace) - 1 and guided.trace[0].timestep > guided.trace[-1].timestep
+
+
 def test_gradient_checkpointing_gives_the_same_result(tiny_sd):
     def energy(step, recorded):  # a resnet's output is recomputed inside a checkpointed region
         feats = recorded[SELF].feats["up_blocks.1.resnets.0"]

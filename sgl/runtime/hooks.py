@@ -29,7 +29,7 @@ class Recorded:
     `attn[key]`: [R, H, W] fp32 — for the token group `key`, the cross-attention probability
     summed over the group's columns, averaged over heads, resized (bilinear) to the largest
     watched resolution and averaged over the watched layers. `feats[layer]`: [R, C, h, w], the
-    layer's output for those rows. R = the number of rows recorded for the source (usually 1:
+    layer's output for those rows (at least fp32). R = the number of rows recorded for the source (usually 1:
     its conditional row)."""
 
     attn: dict[Hashable, torch.Tensor] = field(default_factory=dict)
@@ -180,6 +180,7 @@ class Recorder:
             for plan in self._plans:  # also when closed: see store_attention
                 if layer in plan.features:
                     picked = tensor.index_select(0, plan.rows.to(tensor.device))
+                    picked = picked.to(torch.promote_types(picked.dtype, torch.float32))  # fp16 models too
                     if self._open:
                         self._feat_store[plan.name][layer] = picked
             if self._open:

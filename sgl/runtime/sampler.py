@@ -296,6 +296,8 @@ class _Sampler:
             self.guided.latents = start_latents.to(self.guided.latents).clone()
             self.guided.settings += ("start", id(start_latents))
         self.seed, self.negative = seed, negative
+        # model evaluations per run: `steps`, or more for multi-stage schedulers (PNDM's PRK warm-up)
+        self.num_steps = len(self.guided.scheduler.timesteps)
         self.sources = [self._make_source(s) for s in sources]
         wanted = {f for r in [self.guided, *self.sources] for f in r.features}
         self.feature_layers = tuple(sorted(wanted))
@@ -342,7 +344,7 @@ class _Sampler:
         return run
 
     def _cache_fits(self, cached: SourceRun, run: _Run) -> bool:
-        if cached.settings != run.settings or len(cached.recorded) != self.steps:
+        if cached.settings != run.settings or len(cached.recorded) != self.num_steps:
             return False
         return True
 
@@ -365,7 +367,7 @@ class _Sampler:
         sched = self.guided.scheduler
         scaled = sched.scale_model_input(self.guided.latents, timestep)  # sets Euler's step_index
         del scaled
-        return StepInfo(index, self.steps, float(timestep), sigma_of(sched, timestep))
+        return StepInfo(index, self.num_steps, float(timestep), sigma_of(sched, timestep))
 
     def _is_guided(self, step: StepInfo) -> bool:
         if self.energy is None or self.strength == 0.0:
