@@ -58,8 +58,11 @@ def _window_test(windows):
     return lambda step: any(a <= step.fraction < b for a, b in windows)
 
 
-def _cache_key(info, settings: Mapping, name: str, prompt: str, seed: int) -> Hashable:
-    return (info.origin, name, prompt, settings["negative"], int(seed), int(settings["steps"]),
+def _cache_key(pipe, info, settings: Mapping, name: str, prompt: str, seed: int) -> Hashable:
+    """What determines a source run. Pipeline objects are told apart by identity (two objects
+    may hold different weights); folders and `shapes` by their path."""
+    model = info.origin if info.origin != "<pipeline object>" else ("object", id(pipe.unet))
+    return (model, name, prompt, settings["negative"], int(seed), int(settings["steps"]),
             float(settings["cfg"]), repr(settings["resolution"]), settings["scheduler"], settings["layers"])
 
 
@@ -99,7 +102,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
             # cached run serves any later program on the same prompt and seed
             tokens = {(w,): w for w in sorted({w for w, _, _ in prompt_words(prompt)})}
             features, when = tuple(sorted({*features, "default"})), None
-            cached = cache.get(_cache_key(info, settings, name, prompt, src_seed))
+            cached = cache.get(_cache_key(pipe, info, settings, name, prompt, src_seed))
         sources.append(SourceSpec(name, prompt=prompt, seed=src_seed, tokens=tokens, features=features,
                                   when=when, cached=cached, span=info_src.span))
 
@@ -127,7 +130,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         for spec in sources:
             run = result.sources.get(spec.name)
             if spec.trajectory is None and run is not None and spec.cached is None:
-                cache.put(_cache_key(info, settings, spec.name, spec.prompt, spec.seed), run)
+                cache.put(_cache_key(pipe, info, settings, spec.name, spec.prompt, spec.seed), run)
     if "orig" not in result.sources:
         raise SGLError.single("E229", "internal error: the original run is missing")
     return Result.build(program, result, info, keys)
