@@ -15,6 +15,10 @@ broadcast lifts, three tiers of nodes) and then, per call, computes only the act
   static — reads recorded inputs of other sources only: computed without gradient, cached
            while the step and the input tensors stay the same;
   live   — reads the guided run ("self"): computed with autograd on every call.
+Maps are computed in the evaluator's dtype (fp32 by default) whatever the inputs' dtype.
+
+The sampler's side: `EnergyCallback` wraps an evaluator as sgl/runtime/sampler.py's
+`energy(step, recorded)`, reading `Recorded` attention maps keyed by word tuples.
 """
 
 from __future__ import annotations
