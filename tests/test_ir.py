@@ -439,6 +439,19 @@ def test_a_bug_in_the_lowering_becomes_an_internal_error(monkeypatch):
     assert error.code == "E999" and "KeyError" in error.message and "t.sgl" in info.value.sources
 
 
+def test_every_lowering_code_is_explained_and_its_examples_work():
+    from sgl.ir import errors
+
+    used = set(re.findall(r'Diagnostic\(\s*"(E\d{3})"', Path(errors.__file__).read_text(encoding="utf-8")))
+    assert used == set(errors.EXPLANATIONS) == set(errors.EXAMPLES)
+    for code, (bad, good) in errors.EXAMPLES.items():
+        with pytest.raises(SGLError) as info:
+            check_source(bad, file="bad.sgl")
+        # Recursion is caught by the checker first (E037); the lowering's E102 is a guard.
+        assert {"E102": "E037"}.get(code, code) in [d.code for d in info.value.errors]
+        check_source(good, file="good.sgl")
+
+
 def test_sgl_ir_command(tmp_path, capsys):
     import json
 

@@ -6,6 +6,7 @@ source's prompt really has, and whether a constraint reads the image being gener
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 from sgl.diagnostics import Diagnostic, Label, Span
@@ -55,3 +56,57 @@ def independent_of_image(span: Span | None, sources: Sequence[str], used_at: Spa
 def weight_not_constant(span: Span | None) -> Diagnostic:
     return Diagnostic("E104", "a weight must be a constant", span,
                       notes=("weights are numbers known before sampling; this one reads a run or divides by zero",))
+
+
+# ----------------------------------------------------------------------------- long explanations (`sgl explain E103`)
+
+# code → (what it means, a program that reports it, the same program fixed, why the fix works).
+# A test runs both programs through the compiler.
+_EXPLAINED: dict[str, tuple[str, str, str, str]] = {
+    "E101": (
+        "An object is read from a run whose prompt does not have all of its words.",
+        'prompt "a dog and a cat on a beach"\n'
+        'image ref = generate "a blue car in the snow"\n'
+        "appearance(dog) = appearance[ref](dog)        # error: `dog` is not a word of the prompt of `ref`\n",
+        'prompt "a dog and a cat on a beach"\n'
+        'image ref = generate "a brown dog in the snow"\n'
+        "appearance(dog) = appearance[ref](dog)\n",
+        "Attention maps exist only for the words of the prompt a run was generated from. Read the "
+        "object from a run that mentions it, or, for a phrase such as \"purple star\" read from a "
+        "run with a red star, declare the object by the words both prompts share "
+        "(`object star = \"star\"`).",
+    ),
+    "E102": (
+        "A function calls itself, directly or through others.",
+        'prompt "a dog"\nfn grow(o: Object) -> Scalar = grow(o) * 2\nminimize grow(dog)\n',
+        'prompt "a dog"\nfn grow(o: Object) -> Scalar = size(o) * 2\nminimize grow(dog)\n',
+        "Functions are inlined when a program is compiled, so a recursive one would never end. "
+        "The checker reports this as E037; E102 is the lowering's own guard.",
+    ),
+    "E103": (
+        "A constraint does not read the image being generated, so sampling cannot change its energy.",
+        'prompt "a red circle and a blue square"\n'
+        "size₀(circle) = 0.3                            # error: reads only `orig`\n",
+        'prompt "a red circle and a blue square"\n'
+        "size(circle) = 0.3\n",
+        "Both sides read other runs (`orig`, images) or constants. At least one side must read the "
+        "run being generated: a property written without a source, like `size(circle)`.",
+    ),
+    "E104": (
+        "A weight is not a number known before sampling.",
+        'prompt "a dog"\nsize(dog) = 0.2 weight 1 / 0\n',
+        'prompt "a dog"\nsize(dog) = 0.2 weight 2\n',
+        "Weights scale a term's energy and are fixed for the whole run. The checker reports weights "
+        "that read a run as E075; what is left here is arithmetic without a finite value.",
+    ),
+}
+
+EXAMPLES: dict[str, tuple[str, str]] = {code: (bad, good) for code, (_, bad, good, _) in _EXPLAINED.items()}
+
+
+def _explanation(summary: str, bad: str, good: str, why: str) -> str:
+    indent = lambda text: "".join(f"    {line}\n" for line in text.splitlines())  # noqa: E731
+    return f"{summary}\n\n{indent(bad)}\n{textwrap.fill(why, 92)}\n\nFixed:\n\n{indent(good)}"
+
+
+EXPLANATIONS: dict[str, str] = {code: _explanation(*entry) for code, entry in _EXPLAINED.items()}
