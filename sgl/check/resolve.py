@@ -63,11 +63,12 @@ class FnInfo:
 
 
 class Resolver:
-    """Runs the names phase. Results: `functions`, `globals`, `refs` (id(Name) → Binding),
+    """Runs the names phase. Results: `functions` (name → FnInfos), `scope` (the global
+    scope: top-level values and the prompt words used as objects), `refs` (id(Name) → Binding),
     `candidates` (id(Call) → FnInfos), `decls` (id(node) → Binding for params, `for`, block
-    `let`), `sources`, `objects` and `diags`."""
+    `let`), `sources`, `paths` and `diags`."""
 
-    def __init__(self, modules: list[Module], prompt: str, base: str):
+    def __init__(self, modules: list[Module], prompt: str, base: str | None):
         self.modules = modules
         self.main = modules[-1]
         self.prompt = prompt
@@ -83,8 +84,10 @@ class Resolver:
         self.paths: dict[int, str] = {}     # id(String) → file path resolved against the program
         self.diags: list[Diagnostic] = []
         self.scope: GlobalScope | None = None
-        self.let_edges: dict[str, set[str]] = {}
-        self.fn_edges: dict[str, set[str]] = {}
+        self.let_edges: dict[str, set[str]] = {}   # top-level let → the top-level lets it reads
+        self.fn_edges: dict[str, set[str]] = {}    # user fn → the user fns it calls
+        self._current_let: str | None = None       # while resolving a top-level let
+        self._current_fn: ast.FnDef | None = None  # while resolving a function body
 
     # ------------------------------------------------------------------ driver
 
@@ -238,9 +241,6 @@ class Resolver:
                 self._resolve_fn(stmt)
             elif module is self.main and isinstance(stmt, CONSTRAINT_STMTS):
                 self.statement(stmt, self.scope, None)
-
-    _current_let: str | None = None
-    _current_fn: ast.FnDef | None = None
 
     def _resolve_fn(self, fn: ast.FnDef) -> None:
         infos = self.functions.get(fn.name, [])
