@@ -53,7 +53,9 @@ def test_sources_equal_their_own_pipeline_runs(tiny_sd):
 
 def test_guidance_lowers_the_energy_and_is_deterministic(tiny_sd):
     unguided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, keep_steps=[STEPS - 1],
-                      tokens={"dog": "dog"}, energy=push_dog_right, strength=0.0)
+                      tokens={"dog": "dog"}, energy=push_dog_right, strength=0.0, observe=True)
+    assert not any(s.guided for s in unguided.trace) and all(s.total is not None for s in unguided.trace)
+    assert (unguided.latents - _pipe_latents(tiny_sd)).abs().max() < 1e-4
     kwargs = dict(prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=3e4, energy=push_dog_right,
                   tokens={"dog": "dog"}, keep_steps=[STEPS - 1])
     guided = sample(tiny_sd, **kwargs)
@@ -63,6 +65,7 @@ def test_guidance_lowers_the_energy_and_is_deterministic(tiny_sd):
     x_guided = [s.terms["dog.x"] for s in guided.trace]
     assert x_guided[-1] > x_guided[0]
     # the final attention of the guided run vs the unguided one (same seed)
+    assert guided.trace[-1].total < unguided.trace[-1].total
     final = guided.kept[STEPS - 1][SELF].attn["dog"]
     final_unguided = unguided.kept[STEPS - 1][SELF].attn["dog"]
     assert float(1 - centroid_x(final)) < float(1 - centroid_x(final_unguided))

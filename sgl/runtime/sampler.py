@@ -275,11 +275,12 @@ class _Sampler:
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength,
                  energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
-                 start_latents):
+                 start_latents, observe):
         self.pipe, self.info = pipe, info
         self.unet = pipe.unet
         self.steps, self.cfg, self.size = int(steps), float(cfg), size
         self.strength, self.energy, self.guide_when = float(strength), energy, guide_when
+        self.observe = observe
         self.eta, self.checkpointing = eta, checkpointing
         self.dtype = self.unet.dtype
         low_precision = self.dtype in (torch.float16, torch.bfloat16)
@@ -388,9 +389,10 @@ class _Sampler:
                             return_dict=False)[0]
         return eps, recorder.collect()
 
-    def _no_grad_pass(self, recorder, step: StepInfo, timestep, guided_cond_here: bool):
+    def _no_grad_pass(self, recorder, step: StepInfo, timestep, guided_cond_here: bool,
+                      record_guided: bool):
         """One batch for every row without gradient. Returns eps rows by (name, "u"/"c") and
-        what the sources recorded."""
+        what the sources (and, when `record_guided`, the guided conditional row) recorded."""
         rows, slots, requests = [], [], []
 
         def add(run: _Run, which: str, latent: torch.Tensor, cond: _Cond, record: bool):
@@ -404,7 +406,7 @@ class _Sampler:
         if g.uncond is not None:
             add(g, "u", g_in, g.uncond, False)
         if guided_cond_here:
-            add(g, "c", g_in, g.cond, step.index in self.keep_steps and g.records_at(step))
+            add(g, "c", g_in, g.cond, record_guided and g.records_at(step))
         for run in self.sources:
             if run.kind == "generate":
                 src_in = run.scheduler.scale_model_input(run.latents, timestep)
@@ -428,8 +430,9 @@ class _Sampler:
         request = [SourceRows(SELF, [0], g.tokens, g.features)]
         with torch.enable_grad():
             eps, mine = self._forward(recorder, [(z_in, g.cond)], timestep, request)
+            mine.setdefault(SELF, Recorded())
             recorded = {**recorded, **mine}
-            if step.index in self.keep_steps and SELF in mine:
+            if step.index in self.keep_steps:
                 self.kept.setdefault(step.index, {})[SELF] = mine[SELF].detached()
             out = self.energy(step, recorded)
             if out is None:
@@ -455,6 +458,15 @@ class _Sampler:
         record.grad_norm = float(grad.norm())
         return eps.detach(), grad
 
+    def _observe(self, step: StepInfo, recorded: dict[str, Recorded], record: StepTrace) -> None:
+        """Evaluate the energy without guiding (for the trace of an unguided step)."""
+        recorded.setdefault(SELF, Recorded())
+        with torch.no_grad():
+            out = self.energy(step, recorded)
+        if out is not None:
+            record.terms = {k: float(v) for k, v in out.terms.items()}
+            record.total = float(out.total.float().sum())
+
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
 
@@ -478,8 +490,10 @@ class _Sampler:
     def _one_step(self, recorder, index: int, timestep) -> None:
         step = self._step_info(index, timestep)
         guided_now = self._is_guided(step)
+        observe_now = not guided_now and self.observe and self.energy is not None
         record = StepTrace(index, step.timestep, step.sigma)
-        eps, recorded = self._no_grad_pass(recorder, step, timestep, guided_cond_here=not guided_now)
+        eps, recorded = self._no_grad_pass(recorder, step, timestep, guided_cond_here=not guided_now,
+                                           record_guided=observe_now or step.index in self.keep_steps)
         recorded.update(self._cached_records(step, self.guided.latents.device))
         self._keep(step, recorded)
         grad = None
@@ -487,6 +501,8 @@ class _Sampler:
             eps_c, grad = self._guided_pass(recorder, step, timestep, recorded, record)
         else:
             eps_c = eps[(SELF, "c")]
+            if observe_now:
+                self._observe(step, recorded, record)
         extra = self.strength * step.sigma * grad if grad is not None else None
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, extra)
         for run in self.sources:
@@ -582,7 +598,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
            layer_span: Span | None = None, eta: float = 0.0, checkpointing: bool = False,
            loss_scale: float | None = None, progress: bool = False,
            keep_steps: Collection[int] = (), cache_sources: bool = False,
-           start_latents: torch.Tensor | None = None, info: ModelInfo | None = None) -> SampleResult:
+           start_latents: torch.Tensor | None = None, observe: bool = False,
+           info: ModelInfo | None = None) -> SampleResult:
     """Sample the guided run (prompt/negative/seed) with self-guidance, alongside `sources`.
 
     `tokens`/`features`: what the guided run records for the energy (token group key → phrase of
@@ -594,7 +611,10 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
     `start_latents`: start the guided run from these latents instead of the seed's noise (e.g.
-    an inverted image's `trajectory.latents[0]`).
+    an inverted image's `trajectory.latents[0]`). `observe`: also evaluate the energy (no
+    gradient) at steps that are not guided — strength 0 included — so that the trace of an
+    unguided run can be compared with a guided one (its conditional row then takes the explicit
+    attention path: equal to the plain pipeline to ~1e-5 rather than bitwise).
     """
     info = info or model_info(pipe)
     size = (height or info.default_resolution[0], width or info.default_resolution[1])
@@ -608,5 +628,6 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
                        scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                        tokens=tokens or {}, features=features, sources=sources, eta=eta,
                        checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
-                       keep_steps=keep_steps, cache_sources=cache_sources, start_latents=start_latents)
+                       keep_steps=keep_steps, cache_sources=cache_sources, start_latents=start_latents,
+                       observe=observe)
     return sampler.run()
