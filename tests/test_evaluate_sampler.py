@@ -3,7 +3,6 @@ attention and features reach the IR, guidance is applied only inside the terms' 
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from sgl.bench.energy import CoreIR
