@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 from typing import Sequence
 
-from sgl.diagnostics import Diagnostic, Label, Span
+from sgl.diagnostics import Diagnostic, Label, Severity, Span
 
 
 def _origin(call: Span | None, span: Span | None, what: str) -> tuple[Label, ...]:
@@ -58,6 +58,18 @@ def weight_not_constant(span: Span | None) -> Diagnostic:
                       notes=("weights are numbers known before sampling; this one reads a run or divides by zero",))
 
 
+
+def never_active(span: Span | None, inner: tuple[float, float], outer: tuple[float, float],
+                 used_at: Span | None = None) -> Diagnostic:
+    def pct(w: tuple[float, float]) -> str:
+        return f"{w[0] * 100:g}% to {w[1] * 100:g}%"
+
+    return Diagnostic("W020", "constraint is never active: its step windows do not overlap", span,
+                      severity=Severity.WARNING,
+                      hint="widen one of the windows so that they share some steps",
+                      notes=(f"the constraint is active from {pct(inner)}, the call around it from {pct(outer)}",),
+                      labels=_origin(used_at, span, "window of the call"))
+
 # ----------------------------------------------------------------------------- long explanations (`sgl explain E103`)
 
 # code → (what it means, a program that reports it, the same program fixed, why the fix works).
@@ -91,6 +103,16 @@ _EXPLAINED: dict[str, tuple[str, str, str, str]] = {
         "size(circle) = 0.3\n",
         "Both sides read other runs (`orig`, images) or constants. At least one side must read the "
         "run being generated: a property written without a source, like `size(circle)`.",
+    ),
+    "W020": (
+        "A constraint inside a macro can never be active: its window and the call's do not overlap.",
+        'prompt "a dog"\nfn early(o: Object) { size(o) = size₀(o) from 0% to 30% }\n'
+        "early(dog) from 50% to 100%                    # warning: never active\n",
+        'prompt "a dog"\nfn early(o: Object) { size(o) = size₀(o) from 0% to 30% }\n'
+        "early(dog) from 10% to 100%\n",
+        "A call's window intersects the windows of the constraints inside the macro: here the "
+        "constraint runs in the first 30% of the steps, the call only in the last half, so it never "
+        "runs and is dropped.",
     ),
     "E104": (
         "A weight is not a number known before sampling.",

@@ -56,7 +56,8 @@ class _Ctx:
     - `call_site`: the innermost call written in a user file (where read errors point).
     - `stmt_site`: the innermost constraint statement written in a user file (term spans).
     - `outer`: the top-level statement being lowered (the start of every term's label).
-    - `weight`, `window`: the product / intersection of the enclosing macro calls' modifiers.
+    - `weight`, `window`: the product / intersection of the enclosing macro calls' modifiers;
+      `window_at` is the innermost call's `from … to …` in a user file.
     - `bindings`: the values of the enclosing `for` variables, for labels.
     - `stack`: functions being inlined, outermost first (recursion guard).
     """
@@ -69,6 +70,7 @@ class _Ctx:
     outer: ast.Stmt | None = None
     weight: float = 1.0
     window: tuple[float, float] = (0.0, 1.0)
+    window_at: Span | None = None
     bindings: tuple[tuple[str, str], ...] = ()
     stack: tuple[str, ...] = ()
 
@@ -139,6 +141,9 @@ class _Lowerer:
         weight, window = self.modifiers(stmt.modifiers, ctx)
         args = tuple(self.expr(a, ctx) for a in call.args)
         inner = self.enter(fn, call, ctx, weight=weight, window=window)
+        written = next((m for m in stmt.modifiers if isinstance(m, ast.Window)), None)
+        if written is not None and self.is_user(written.span):
+            inner = attrs.evolve(inner, window_at=written.span)
         inner = attrs.evolve(inner, env=self.bind(fn, args, inner))
         self.block(fn.body, inner)
 
@@ -174,6 +179,10 @@ class _Lowerer:
         if SELF not in read_sources:
             outer = ctx.outer.span if ctx.outer is not None else None
             raise _Failed(errors.independent_of_image(span, read_sources, outer))
+        if window[0] >= window[1]:
+            own = next((m for m in getattr(stmt, "modifiers", ()) if isinstance(m, ast.Window)), None)
+            inner = (own.start / 100.0, own.end / 100.0) if own is not None else (0.0, 1.0)
+            self.diagnostics.append(errors.never_active(span, inner, ctx.window, ctx.window_at))
         self.terms.append(Term(root, weight, window, kind, distance, self.label(stmt, ctx), span))
 
     def modifiers(self, modifiers: Iterable, ctx: _Ctx) -> tuple[float, tuple[float, float]]:
