@@ -632,3 +632,8 @@ def test_misspelt_function_of_an_unused_module_suggests_the_module():
 def test_a_stop_word_used_as_an_object_is_a_warning():
     (w,) = checked(HEAD + "size(beach) = 0.2\nsize(a) = 0.2\n").warnings
     assert w.code == "W002" and w.span.line == 3
+
+
+def test_recursion_through_a_let_and_a_function():
+    d = only(HEAD + "let a = f(dog)\nfn f(o: Object) -> Scalar = size(o) * a\n")
+    assert d.code == "E037" and "`a` → `f` → `a`" in d.message

@@ -84,10 +84,10 @@ class Resolver:
         self.paths: dict[int, str] = {}     # id(String) → file path resolved against the program
         self.diags: list[Diagnostic] = []
         self.scope: GlobalScope | None = None
-        self.let_edges: dict[str, set[str]] = {}   # top-level let → the top-level lets it reads
-        self.fn_edges: dict[str, set[str]] = {}    # user fn → the user fns it calls
-        self._current_let: str | None = None       # while resolving a top-level let
-        self._current_fn: ast.FnDef | None = None  # while resolving a function body
+        # Who uses whom, between top-level lets ("let", name) and user functions ("fn", name):
+        # a cycle is recursion, which inlining could never finish.
+        self.edges: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._current: tuple[str, str] | None = None   # the let or fn being resolved
 
     # ------------------------------------------------------------------ driver
 
@@ -233,10 +233,10 @@ class Resolver:
     def _resolve_module(self, module: Module) -> None:
         for stmt in module.program.statements:
             if isinstance(stmt, ast.Let):
-                self._current_let = stmt.name
-                self.let_edges.setdefault(stmt.name, set())
+                self._current = ("let", stmt.name)
+                self.edges.setdefault(self._current, set())
                 self.expr(stmt.value, self.scope)
-                self._current_let = None
+                self._current = None
             elif isinstance(stmt, ast.FnDef):
                 self._resolve_fn(stmt)
             elif module is self.main and isinstance(stmt, CONSTRAINT_STMTS):
@@ -255,13 +255,13 @@ class Resolver:
             scope.define(binding)
         if fn.body is None:
             return
-        self._current_fn = fn
-        self.fn_edges.setdefault(fn.name, set())
+        self._current = ("fn", fn.name)
+        self.edges.setdefault(self._current, set())
         if is_macro(fn):
             self.block(fn.body, scope, fn)
         else:
             self.expr(fn.body, scope)
-        self._current_fn = None
+        self._current = None
 
     def block(self, stmts, scope: Scope, fn: ast.FnDef | None) -> None:
         inner = Scope(scope)
@@ -348,8 +348,8 @@ class Resolver:
             self.refs[id(e)] = binding
             if binding.kind == "object" and binding.span is None and e.id in STOP_WORDS:
                 self.diags.append(errors.stop_word_object(e.id, e.span))
-            if binding.kind == "global_let" and self._current_let is not None:
-                self.let_edges[self._current_let].add(e.id)
+            if binding.kind == "global_let" and self._current is not None:
+                self.edges[self._current].add(("let", e.id))
             return
         if e.id in self.functions:
             self.diags.append(errors.function_as_value(e.id, e.span))
@@ -381,8 +381,8 @@ class Resolver:
                 self.diags.append(errors.source_on_macro(e.func, e.source.span or span))
             else:
                 self.candidates[id(e)] = infos
-                if self._current_fn is not None and not infos[0].fn.extern:
-                    self.fn_edges[self._current_fn.name].add(e.func)
+                if self._current is not None and not infos[0].fn.extern:
+                    self.edges[self._current].add(("fn", e.func))
             if e.source is not None and not macro and e.source.name not in self.sources:
                 names = [s for s in self.sources if s != "self"]
                 self.diags.append(errors.unknown_source(e.source.name, e.source.span or span,
@@ -408,24 +408,29 @@ class Resolver:
     # ------------------------------------------------------------------ recursion
 
     def _check_recursion(self) -> None:
-        for kind, edges, where in (("function", self.fn_edges, self._fn_span),
-                                   ("let", self.let_edges, self._let_span)):
-            reported: set[str] = set()
-            for start in sorted(edges):
-                cycle = _find_cycle(start, edges)
-                if cycle and not (set(cycle) & reported):
-                    reported.update(cycle)
-                    self.diags.append(errors.recursive(kind, [*cycle, cycle[0]], where(cycle[0])))
+        reported: set[tuple[str, str]] = set()
+        def position(node):
+            span = self._span_of(node)
+            return (span.file, span.start) if span is not None else ("", -1)
 
-    def _fn_span(self, name: str) -> Span | None:
-        fn = self.functions[name][0].fn
-        return fn.name_span or fn.span
+        for start in sorted(self.edges, key=position):
+            cycle = _find_cycle(start, self.edges)
+            if cycle and not (set(cycle) & reported):
+                reported.update(cycle)
+                kind = "function" if all(k == "fn" for k, _ in cycle) else \
+                    "let" if all(k == "let" for k, _ in cycle) else "definition"
+                names = [name for _, name in cycle]
+                self.diags.append(errors.recursive(kind, [*names, names[0]], self._span_of(cycle[0])))
 
-    def _let_span(self, name: str) -> Span | None:
+    def _span_of(self, node: tuple[str, str]) -> Span | None:
+        kind, name = node
+        if kind == "fn":
+            fn = self.functions[name][0].fn
+            return fn.name_span or fn.span
         return self.scope.bindings[name].span
 
 
-def _find_cycle(start: str, edges: dict[str, set[str]]) -> list[str] | None:
+def _find_cycle(start, edges: dict) -> list | None:
     """A cycle through `start`, as the list of names along it, or None (iterative DFS)."""
     stack = [(start, [start])]
     seen: set[str] = set()
