@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sgl.diagnostics import SGLError
-from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, sample
+from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, StepInfo, in_windows, sample
 
 PROMPT = "a photo of a dog and a cat"
 STEPS = 3
@@ -239,3 +239,10 @@ def test_out_of_memory_becomes_e230(tiny_sd, monkeypatch):
 def test_progress_bar_runs(tiny_sd, capsys):
     sample(tiny_sd, prompt=PROMPT, steps=2, progress=True)
     assert "sampling" in capsys.readouterr().err
+
+
+def test_in_windows_follows_the_ir_convention():
+    when = in_windows([(0.0, 0.25), (0.5, 1.0)])
+    active = [when(StepInfo(i, 8, 0.0, 0.5)) for i in range(8)]
+    assert active == [True, True, False, False, True, True, True, True]
+    assert not in_windows([])(StepInfo(0, 8, 0.0, 0.5))

@@ -15,6 +15,7 @@ _EXPORTS = {
     "Profile": "profiles", "Recorder": "hooks", "Recorded": "hooks", "SourceRows": "hooks",
     "sample": "sampler", "SourceSpec": "sampler", "SourceRun": "sampler", "StepInfo": "sampler",
     "EnergyOut": "sampler", "SampleResult": "sampler", "Trajectory": "sampler", "SELF": "sampler",
+    "in_windows": "sampler", "decode_latents": "sampler",
     "invert": "invert", "pipeline_token_columns": "tokens",
 }
 

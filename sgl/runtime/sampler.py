@@ -69,6 +69,13 @@ class EnergyOut:
 EnergyFn = Callable[[StepInfo, dict[str, Recorded]], "EnergyOut | None"]
 
 
+def in_windows(windows: Sequence[tuple[float, float]]) -> Callable[[StepInfo], bool]:
+    """A step predicate for a union of [start, end) windows in step fractions, as the IR's
+    `Term.active`: step i of N is inside when start ≤ i/N < end (end = 1.0 includes the last)."""
+    spans = [(float(a), float(b)) for a, b in windows]
+    return lambda step: any(a <= step.fraction < b for a, b in spans)
+
+
 @dataclass
 class Trajectory:
     """An inverted real image: `latents[i]` is the latent entering sampling step i (at
