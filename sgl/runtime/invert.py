@@ -18,7 +18,7 @@ import torch
 from sgl.diagnostics import SGLError, Span
 from sgl.runtime.images import fit_image, load_image
 from sgl.runtime.pipelines import ModelInfo, model_info
-from sgl.runtime.sampler import Trajectory, encode_text
+from sgl.runtime.sampler import Trajectory, encode_text, out_of_memory_error
 
 
 def prepare_image(image, height: int, width: int, *, span: Span | None = None):
@@ -64,6 +64,16 @@ def invert(pipe, image, caption: str, *, steps: int = 50, height: int | None = N
            span: Span | None = None, progress: bool = False) -> Trajectory:
     """DDIM-invert `image` (PIL or path) with `caption` over the timesteps that `scheduler`
     (default: the pipeline's) uses for `steps` steps."""
+    try:
+        return _invert(pipe, image, caption, steps, height, width, scheduler, info, span, progress)
+    except RuntimeError as exc:
+        converted = out_of_memory_error(exc, span)
+        if converted is None:
+            raise
+        raise converted from None
+
+
+def _invert(pipe, image, caption, steps, height, width, scheduler, info, span, progress) -> Trajectory:
     info = info or model_info(pipe)
     height = height or info.default_resolution[0]
     width = width or info.default_resolution[1]

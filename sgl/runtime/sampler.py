@@ -290,10 +290,11 @@ class _Sampler:
         self.observe = observe
         self.eta, self.checkpointing = eta, checkpointing
         self.dtype = self.unet.dtype
-        low_precision = self.dtype in (torch.float16, torch.bfloat16)
-        self.loss_scale = float(loss_scale if loss_scale is not None else (1024.0 if self.dtype == torch.float16 else 1.0))
+        self.low_precision = self.dtype in (torch.float16, torch.bfloat16)
+        # fp16 gradients of small energies underflow: scale the loss up, the gradient down
+        default_scale = 1024.0 if self.dtype == torch.float16 else 1.0
+        self.loss_scale = float(loss_scale if loss_scale is not None else default_scale)
         self.progress, self.keep_steps, self.cache_sources = progress, set(keep_steps or ()), cache_sources
-        self.low_precision = low_precision
         self.base_scheduler = scheduler if scheduler is not None else pipe.scheduler
         self.attn_layers = select_attention_layers(self.unet, attn_layers, info.profile, span=layer_span)
         self.warnings: list[str] = []
@@ -302,7 +303,6 @@ class _Sampler:
         self.guided = self._make_generated(SELF, "self", prompt, negative, seed, tokens, features, None, None)
         if start_latents is not None:
             self.guided.latents = start_latents.to(self.guided.latents).clone()
-            self.guided.settings += ("start", id(start_latents))
         self.seed, self.negative = seed, negative
         # model evaluations per run: `steps`, or more for multi-stage schedulers (PNDM's PRK warm-up)
         self.num_steps = len(self.guided.scheduler.timesteps)
@@ -352,9 +352,7 @@ class _Sampler:
         return run
 
     def _cache_fits(self, cached: SourceRun, run: _Run) -> bool:
-        if cached.settings != run.settings or len(cached.recorded) != self.num_steps:
-            return False
-        return True
+        return cached.settings == run.settings and len(cached.recorded) == self.num_steps
 
     def _make_inverted(self, spec: SourceSpec) -> _Run:
         traj = spec.trajectory
@@ -373,8 +371,7 @@ class _Sampler:
 
     def _step_info(self, index: int, timestep) -> StepInfo:
         sched = self.guided.scheduler
-        scaled = sched.scale_model_input(self.guided.latents, timestep)  # sets Euler's step_index
-        del scaled
+        sched.scale_model_input(self.guided.latents, timestep)  # initialises Euler's step_index
         return StepInfo(index, self.num_steps, float(timestep), sigma_of(sched, timestep))
 
     def _is_guided(self, step: StepInfo) -> bool:
@@ -540,8 +537,6 @@ class _Sampler:
                 for index, timestep in enumerate(timesteps):
                     self._one_step(recorder, index, timestep)
                     bar.update(1)
-        except RuntimeError as exc:
-            raise _as_sgl_error(exc) from None
         finally:
             bar.close()
             if self.checkpointing and not was_checkpointing:
@@ -585,15 +580,17 @@ def _progress(enabled: bool, total: int):
     return tqdm(total=total, desc="sampling", unit="step", leave=False)
 
 
-def _as_sgl_error(exc: RuntimeError) -> Exception:
+def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLError | None:
+    """The diagnostic for a torch out-of-memory error (CUDA or CPU allocator), else None."""
     text = str(exc)
     oom_type = getattr(torch, "OutOfMemoryError", ())
-    if (oom_type and isinstance(exc, oom_type)) or "out of memory" in text or "can't allocate memory" in text:
-        return SGLError.single(
-            "E230", "the model ran out of memory while sampling",
-            hint="try gradient checkpointing, a smaller resolution, fewer reference images, or another device",
-            notes=(text.splitlines()[0] if text else type(exc).__name__,))
-    return exc
+    if not ((oom_type and isinstance(exc, oom_type)) or "out of memory" in text
+            or "can't allocate memory" in text):
+        return None
+    return SGLError.single(
+        "E230", "the model ran out of memory", span,
+        hint="try gradient checkpointing, a smaller resolution, fewer reference images, or another device",
+        notes=(text.splitlines()[0] if text else type(exc).__name__,))
 
 
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
@@ -630,11 +627,17 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     names = [s.name for s in sources]
     if len(set(names)) != len(names) or SELF in names:
         raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
-    sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
-                       size=size, strength=strength, energy=energy, guide_when=guide_when,
-                       scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
-                       tokens=tokens or {}, features=features, sources=sources, eta=eta,
-                       checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
-                       keep_steps=keep_steps, cache_sources=cache_sources, start_latents=start_latents,
-                       observe=observe)
-    return sampler.run()
+    try:
+        sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
+                           size=size, strength=strength, energy=energy, guide_when=guide_when,
+                           scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
+                           tokens=tokens or {}, features=features, sources=sources, eta=eta,
+                           checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
+                           keep_steps=keep_steps, cache_sources=cache_sources,
+                           start_latents=start_latents, observe=observe)
+        return sampler.run()
+    except RuntimeError as exc:
+        converted = out_of_memory_error(exc)
+        if converted is None:
+            raise
+        raise converted from None
