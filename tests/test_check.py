@@ -637,3 +637,13 @@ def test_a_stop_word_used_as_an_object_is_a_warning():
 def test_recursion_through_a_let_and_a_function():
     d = only(HEAD + "let a = f(dog)\nfn f(o: Object) -> Scalar = size(o) * a\n")
     assert d.code == "E037" and "`a` → `f` → `a`" in d.message
+
+
+def test_example_prompts_use_only_words_the_shapes_model_knows():
+    """Examples run on the embedded default model, whose captions have a small vocabulary."""
+    from sgl.check.words import words_of
+    from sgl.models.shapes.data import VOCABULARY
+
+    for path in sorted((ROOT / "examples").glob("*.sgl")):
+        for text in re.findall(r'(?:prompt|generate|caption) "([^"]*)"', path.read_text()):
+            assert set(words_of(text)) <= set(VOCABULARY), (path.name, text)
