@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sgl.diagnostics import SGLError
-from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, StepInfo, in_windows, sample
+from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, StepInfo, in_windows, sample, to_model_output
 
 PROMPT = "a photo of a dog and a cat"
 STEPS = 3
@@ -246,3 +246,24 @@ def test_in_windows_follows_the_ir_convention():
     active = [when(StepInfo(i, 8, 0.0, 0.5)) for i in range(8)]
     assert active == [True, True, False, False, True, True, True, True]
     assert not in_windows([])(StepInfo(0, 8, 0.0, 0.5))
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_guidance_moves_a_step_the_same_whatever_the_model_predicts(tiny_sd, prediction_type):
+    from diffusers import DDIMScheduler
+
+    eps_sched = DDIMScheduler.from_config(tiny_sd.scheduler.config)
+    other = DDIMScheduler.from_config(tiny_sd.scheduler.config, prediction_type=prediction_type)
+    for sched in (eps_sched, other):
+        sched.set_timesteps(4)
+    t = eps_sched.timesteps[1]
+    alpha_bar = float(eps_sched.alphas_cumprod[int(t)])
+    alpha, sigma = alpha_bar ** 0.5, (1 - alpha_bar) ** 0.5
+    g = torch.Generator().manual_seed(0)
+    z, eps, delta = (torch.randn(1, 4, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    x0 = (z - sigma * eps) / alpha
+    as_model = {"v_prediction": alpha * eps - sigma * x0, "sample": x0}[prediction_type]
+    moved_eps = eps_sched.step(eps + delta, t, z).prev_sample - eps_sched.step(eps, t, z).prev_sample
+    shifted = as_model + to_model_output(delta, prediction_type, sigma)
+    moved_other = other.step(shifted, t, z).prev_sample - other.step(as_model, t, z).prev_sample
+    assert torch.allclose(moved_eps, moved_other, atol=1e-9)

@@ -251,6 +251,18 @@ def sigma_of(scheduler, timestep) -> float:
     return math.sqrt(1.0 - float(alphas[int(timestep)]))
 
 
+def to_model_output(delta_eps: torch.Tensor, prediction_type: str, sigma: float) -> torch.Tensor:
+    """A change of the predicted noise ε expressed in what the model predicts, at fixed z_t with
+    z_t = α·x0 + σ·ε (α = sqrt(1 − σ²)): v = (ε − σ·z_t)/α gives Δv = Δε/α, and
+    x0 = (z_t − σ·ε)/α gives Δx0 = −(σ/α)·Δε."""
+    alpha = math.sqrt(max(1.0 - sigma * sigma, 1e-12))
+    if prediction_type == "v_prediction":
+        return delta_eps / alpha
+    if prediction_type == "sample":
+        return delta_eps * (-sigma / alpha)
+    return delta_eps
+
+
 def decode_latents(pipe, latents: torch.Tensor) -> list:
     """Latents → PIL images, as the pipelines decode them (SDXL's latent statistics and fp16
     VAE upcasting included)."""
@@ -296,6 +308,7 @@ class _Sampler:
         self.loss_scale = float(loss_scale if loss_scale is not None else default_scale)
         self.progress, self.keep_steps, self.cache_sources = progress, set(keep_steps or ()), cache_sources
         self.base_scheduler = scheduler if scheduler is not None else pipe.scheduler
+        self.prediction_type = getattr(self.base_scheduler.config, "prediction_type", "epsilon")
         self.attn_layers = select_attention_layers(self.unet, attn_layers, info.profile, span=layer_span)
         self.warnings: list[str] = []
         self.trace: list[StepTrace] = []
@@ -507,7 +520,9 @@ class _Sampler:
             eps_c = eps[(SELF, "c")]
             if observe_now:
                 self._observe(step, recorded, record)
-        extra = self.strength * step.sigma * grad if grad is not None else None
+        extra = None
+        if grad is not None:
+            extra = to_model_output(self.strength * step.sigma * grad, self.prediction_type, step.sigma)
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, extra)
         for run in self.sources:
             if run.kind == "generate":
