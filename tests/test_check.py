@@ -647,3 +647,9 @@ def test_example_prompts_use_only_words_the_shapes_model_knows():
     for path in sorted((ROOT / "examples").glob("*.sgl")):
         for text in re.findall(r'(?:prompt|generate|caption) "([^"]*)"', path.read_text()):
             assert set(words_of(text)) <= set(VOCABULARY), (path.name, text)
+
+
+def test_a_source_on_a_call_that_reads_no_run_is_a_warning():
+    c = checked(HEAD + "fn area(o: Object) = mean(shape(o))\nfn half() -> Scalar = 0.5\n"
+                       "size(dog) = area₀(dog) + half₀()\nshape(dog) = box[orig](0, 0, 1, 1)\n")
+    assert [(w.code, w.span.line) for w in c.warnings] == [("W003", 4), ("W003", 5)]

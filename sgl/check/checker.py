@@ -13,6 +13,7 @@ import attrs
 
 from sgl.check import errors
 from sgl.check.consts import ConstChecker
+from sgl.check.effects import useless_sources
 from sgl.check.imports import Loader, Module, read_modules
 from sgl.check.infer import Inferer
 from sgl.check.program import CheckedProgram
@@ -84,6 +85,7 @@ def check(program: ast.Program, *, texts: dict[str, str] | None = None,
     resolver.run()
     phases.add(resolver.diags)
     phases.barrier()
+    phases.add(useless_sources(resolver))
 
     inferer = Inferer(resolver)
     inferer.run()

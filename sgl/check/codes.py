@@ -189,6 +189,11 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        "spread over the image: they do not locate a thing.",
        'prompt "a photo of a dog"\ncentroid(photo) = (0.5, 0.5)\n',
        'prompt "a photo of a dog"\ncentroid(dog) = (0.5, 0.5)\n'),
+    _e("W003", "source on a call that reads nothing",
+       "A source picks the run that attention and activations are read from; a function that "
+       "reads neither (a box, a coordinate map, `objects()`) is the same in every run.",
+       P + "shape(circle) = box[orig](0.2, 0.2, 0.6, 0.6)\n",
+       P + "shape(circle) = box(0.2, 0.2, 0.6, 0.6)\n"),
 ]}
 
 

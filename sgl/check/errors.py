@@ -369,3 +369,9 @@ def stop_word_object(word: str, span: Span) -> Diagnostic:
                       severity=Severity.WARNING,
                       hint="name the thing itself, e.g. the noun after it",
                       notes=("stop words (articles, prepositions, `photo`, …) have diffuse attention",))
+
+
+def source_reads_nothing(fn: str, source: str, span: Span) -> Diagnostic:
+    return Diagnostic("W003", f"reading `{fn}` from `{source}` changes nothing", span,
+                      severity=Severity.WARNING, hint="remove the source",
+                      notes=(f"`{fn}` reads no attention or activations, so it is the same in every run",))
