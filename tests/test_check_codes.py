@@ -46,5 +46,13 @@ def test_example_reports_the_code_and_the_fix_does_not(entry, tmp_path):
 
 def test_explain_renders_text():
     text = explain("e031")
-    assert text.startswith("E031: not a word of the prompt") and "dgo" in text and "Fixed:" in text
+    assert text.startswith("not a word of the prompt") and "dgo" in text and "Fixed:" in text
     assert explain("E999") is None
+
+
+def test_sgl_explain_shows_checker_codes(capsys):
+    from sgl.cli import main
+
+    assert main(["explain", "E031"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("E031: not a word of the prompt") and "centroid(dog)" in out

@@ -198,13 +198,19 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
 
 
 def explain(code: str) -> str | None:
-    """The explanation of `code` as text, or None for a code the checker does not own."""
+    """The explanation of `code` as text (title first, no code), or None for a code the checker
+    does not own."""
     e = EXPLANATIONS.get(code.upper())
     if e is None:
         return None
-    parts = [f"{e.code}: {e.title}", "", e.why]
+    parts = [e.title, "", e.why]
     if e.example:
         parts += ["", "For example:", "", *("    " + line for line in e.example.splitlines())]
     if e.fixed:
         parts += ["", "Fixed:", "", *("    " + line for line in e.fixed.splitlines())]
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n"
+
+
+def explanation_texts() -> dict[str, str]:
+    """{code: text} for `sgl explain`."""
+    return {code: explain(code) for code in EXPLANATIONS}

@@ -375,3 +375,9 @@ def source_reads_nothing(fn: str, source: str, span: Span) -> Diagnostic:
     return Diagnostic("W003", f"reading `{fn}` from `{source}` changes nothing", span,
                       severity=Severity.WARNING, hint="remove the source",
                       notes=(f"`{fn}` reads no attention or activations, so it is the same in every run",))
+
+
+# Long explanations for `sgl explain CODE` (the CLI reads `EXPLANATIONS` from this module).
+from sgl.check.codes import explanation_texts  # noqa: E402 - codes.py imports nothing from here
+
+EXPLANATIONS: dict[str, str] = explanation_texts()
