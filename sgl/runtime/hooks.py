@@ -103,6 +103,7 @@ class Recorder:
         self._attn_store: dict[str, dict[str, torch.Tensor]] = {}
         self._feat_store: dict[str, dict[str, torch.Tensor]] = {}
         self._pending: set[str] = set()
+        self._recomputable = False
         self._originals: dict[str, object] = {}
         self._handles: list = []
 
@@ -156,6 +157,7 @@ class Recorder:
         self._pending = (set(self.attn_layers) if wants_attn else set()).union(
             *(p.features for p in self._plans))
         self._open = bool(self._plans)
+        self._recomputable = torch.is_grad_enabled()
 
     def _plan(self, source: SourceRows, device) -> _Plan:
         keys = list(source.tokens)
@@ -208,7 +210,9 @@ class Recorder:
         for plan in self._plans:
             attn = self._aggregate(plan, self._attn_store[plan.name]) if plan.keys else {}
             out[plan.name] = Recorded(attn, dict(self._feat_store[plan.name]))
-        self._open = False  # plans stay until the next `expect` (see store_attention)
+        self._open = False
+        if not self._recomputable:  # a gradient forward keeps its plans for recomputation
+            self._plans = []
         self._attn_store, self._feat_store = {}, {}
         return out
 
