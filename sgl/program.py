@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "scheduler": "ddim",
     "resolution": None,  # the model's default resolution
     "layers": None,      # the model profile's default attention layers
+    "start": None,       # a loaded image to edit: start from its inverted noise
 }
 
 

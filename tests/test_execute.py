@@ -75,3 +75,20 @@ def test_cache_reuses_the_original_run(tiny_sd):
     import numpy as np
 
     assert np.array_equal(np.asarray(first.original), np.asarray(second.original))
+
+
+def test_start_edits_a_loaded_image_from_its_inverted_noise(tiny_sd, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    source = ('prompt "a red dog and a blue cat"\nsteps 3\n'
+              'image photo = load "photo.png" caption "a red dog and a blue cat"\nstart "photo"\n'
+              'centroid(dog) = centroid[photo](dog) + (0.1, 0)\nshape(cat) = silhouette₀(cat)\n')
+    (tmp_path / "edit.sgl").write_text(source)
+    result = sgl.compile(tmp_path / "edit.sgl").run(pipe=tiny_sd, progress=False)
+    # `orig` is the photo itself (as encoded), not a new sample from the seed
+    assert result.original.size == (32, 32)
+    assert np.array_equal(np.asarray(result.original), np.asarray(result.sources["photo"]))
+    assert any(row["guided"] for row in result.trace)

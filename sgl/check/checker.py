@@ -21,6 +21,7 @@ from sgl.check.resolve import CONSTRAINT_STMTS, Resolver
 from sgl.check.settings import check_settings
 from sgl.diagnostics import Diagnostic, SGLError, Span
 from sgl.syntax import ast
+from sgl.suggest import did_you_mean
 
 _REF_KINDS = {"param": "local", "for": "local", "let": "local", "global_let": "let",
               "object": "object", "image": "image"}
@@ -84,6 +85,7 @@ def check(program: ast.Program, *, texts: dict[str, str] | None = None,
     resolver = Resolver(modules, settings.get("prompt", ""), base)
     resolver.run()
     phases.add(resolver.diags)
+    phases.add(_start_problems(settings, where, resolver.sources))
     phases.barrier()
     phases.add(useless_sources(resolver))
 
@@ -98,6 +100,15 @@ def check(program: ast.Program, *, texts: dict[str, str] | None = None,
     phases.barrier()
 
     return _checked(program, resolver, inferer, settings, phases)
+
+
+def _start_problems(settings: dict, where: dict, sources: dict) -> list:
+    """`start "p"` must name a loaded (real) image."""
+    name = settings.get("start")
+    if name is None or (name in sources and sources[name].kind == "load"):
+        return []
+    loaded = sorted(n for n, info in sources.items() if info.kind == "load")
+    return [errors.bad_start(name, where["start"], did_you_mean(name, loaded), loaded)]
 
 
 def _checked(program: ast.Program, r: Resolver, inf: Inferer, settings: dict, phases: _Phases) -> CheckedProgram:

@@ -77,6 +77,12 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        "Settings configure the run; constraints cannot read them. Name a shared number with `let`.",
        P + "cfg 5\nsize(circle) = size₀(circle) * cfg\n",
        P + "let k = 5\nsize(circle) = size₀(circle) * k\n"),
+    _e("E027", "`start` names no loaded image",
+       "`start \"p\"` edits the real image `p`: the guided run starts from its DDIM-inverted noise "
+       "and `orig` is that image, so it must name an `image … = load …`.",
+       'prompt "a red circle"\nimage p = load "x.png" caption "a red circle"\nstart "photo"\n',
+       'prompt "a red circle"\nimage p = load "x.png" caption "a red circle"\nstart "p"\n',
+       files={"x.png": ""}),
     _e("E030", "unknown function",
        "Functions come from the prelude, `core` (always imported), modules you `use`, and your "
        "own `fn` definitions.",

@@ -102,6 +102,13 @@ def unknown_scheduler(name: str, span: Span, suggestion: str | None, known: Sequ
                       hint=_mean(suggestion) or f"schedulers are {_list(known)}")
 
 
+def bad_start(name: str, span: Span, suggestion: str | None, loaded: Sequence[str]) -> Diagnostic:
+    return Diagnostic("E027", f"`start` names `{name}`, which is not a loaded image", span,
+                      hint=_mean(suggestion) or (f"loaded images are {_list(loaded)}" if loaded else
+                                                 'declare one: `image photo = load "photo.png" caption "…"`'),
+                      notes=("`start` edits a real image: sampling starts from its inverted noise",))
+
+
 def setting_as_value(name: str, span: Span) -> Diagnostic:
     return Diagnostic("E026", f"`{name}` is a setting, not a value", span,
                       hint="use a `let` for a value you need twice, e.g. `let k = 0.5`",

@@ -16,7 +16,7 @@ from sgl.syntax import ast
 SETTINGS: dict[str, str] = {
     "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
     "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
-    "strength": "number", "resolution": "resolution",
+    "strength": "number", "resolution": "resolution", "start": "string",
 }
 
 # The samplers the runtime can build (sgl/runtime/pipelines.py `SCHEDULERS`; a test keeps the two
@@ -28,7 +28,8 @@ _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an intege
 _EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'negative "blurry"',
              "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
              "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
-             "resolution": "resolution 512x768"}
+             "resolution": "resolution 512x768",
+             "start": 'start "photo"'}
 
 
 def _found(value) -> str:

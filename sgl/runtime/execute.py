@@ -80,10 +80,12 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
 
     # every source and the guided run record per word; phrases are rebuilt in the callback
     keys = {name: set(n.objects) for name, n in needs.items()}
+    start = settings.get("start")
+    trajectories = {}
     sources: list[SourceSpec] = []
     for name, info_src in energy.sources.items():
-        if name == SELF:
-            continue
+        if name == SELF or (start is not None and name == "orig"):
+            continue  # with `start`, `orig` is the started-from image itself (added below)
         need = needs.get(name)
         when = _window_test(need.windows) if need else (lambda step: False)
         tokens = word_requests(need.objects) if need else {}
@@ -91,6 +93,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         if info_src.kind == "load":
             trajectory = invert(pipe, info_src.path, info_src.prompt, steps=steps, height=height, width=width,
                                 scheduler=scheduler, info=info, span=info_src.span, progress=False)
+            trajectories[name] = trajectory
             sources.append(SourceSpec(name, trajectory=trajectory, tokens=tokens, features=features,
                                       when=when, span=info_src.span))
             continue
@@ -105,6 +108,17 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
             cached = cache.get(_cache_key(pipe, info, settings, name, prompt, src_seed))
         sources.append(SourceSpec(name, prompt=prompt, seed=src_seed, tokens=tokens, features=features,
                                   when=when, cached=cached, span=info_src.span))
+
+    start_latents = None
+    if start is not None:
+        # editing a real image: start from its inverted noise; `orig` reads the image itself
+        trajectory = trajectories[start]
+        start_latents = trajectory.latents[0]
+        need = needs.get("orig")
+        sources.append(SourceSpec("orig", trajectory=trajectory,
+                                  tokens=word_requests(need.objects) if need else {},
+                                  features=tuple(sorted(need.features)) if need else (),
+                                  when=_window_test(need.windows) if need else (lambda step: False)))
 
     evaluator = Evaluator(energy.terms, grid=grid, device=pipe.unet.device)
     callback = EnergyCallback(evaluator, {"default": info.profile.feature_layer})
@@ -124,7 +138,8 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         tokens=word_requests(self_need.objects) if self_need else {},
         features=tuple(sorted(self_need.features)) if self_need else (),
         sources=sources, scheduler=scheduler, attn_layers=settings["layers"], progress=progress,
-        keep_steps=keep_steps if energy.terms else (), cache_sources=cache is not None, info=info)
+        keep_steps=keep_steps if energy.terms else (), cache_sources=cache is not None, info=info,
+        start_latents=start_latents)
 
     if cache is not None:
         for spec in sources:
