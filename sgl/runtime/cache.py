@@ -23,6 +23,11 @@ class RunCache:
             self.hits += 1
         return run
 
+    def stale(self) -> None:
+        """The last hit's run did not fit after all (the sampler re-ran it): count a miss."""
+        self.hits -= 1
+        self.misses += 1
+
     def put(self, key: Hashable, run) -> None:
         self._runs[key] = run
 

@@ -144,7 +144,9 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     if cache is not None:
         for spec in sources:
             run = result.sources.get(spec.name)
-            if spec.trajectory is None and run is not None and spec.cached is None:
+            if spec.trajectory is None and run is not None and run is not spec.cached:
+                if spec.cached is not None:
+                    cache.stale()
                 cache.put(_cache_key(pipe, info, settings, spec.name, spec.prompt, spec.seed), run)
     if "orig" not in result.sources:
         raise SGLError.single("E229", "internal error: the original run is missing")
