@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from sgl.diagnostics import Diagnostic, SGLError
+from sgl.files import write_text_atomic
 
 EXIT_OK, EXIT_DIAGNOSTICS, EXIT_USAGE = 0, 1, 2
 BUG_REPORT = "this is a bug in SGL; please report it, with the program, at the project's issue tracker"
@@ -180,7 +180,7 @@ def fmt_command(args: argparse.Namespace) -> int:
         if formatted != text:
             changed.append(name)
             if not args.check:
-                _write_atomically(path, formatted)
+                write_text_atomic(path, formatted)
     if args.check:
         for name in changed:
             sys.stdout.write(f"would reformat {name}\n")
@@ -190,23 +190,6 @@ def fmt_command(args: argparse.Namespace) -> int:
     if failed or (args.check and changed):
         return EXIT_DIAGNOSTICS
     return EXIT_OK
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write beside the file, then rename over it: an interrupted fmt never leaves half a file."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        try:
-            os.chmod(temp, path.stat().st_mode & 0o7777)
-        except OSError:
-            pass
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def _repl_options(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from sgl.diagnostics import SGLError
-from sgl.runtime.images import atomic_write_text, fit_image, load_image, save_png
+from sgl.files import write_text_atomic
+from sgl.runtime.images import fit_image, load_image, save_png
 
 
 def test_save_png_is_atomic_and_round_trips(tmp_path):
@@ -17,7 +18,7 @@ def test_save_png_is_atomic_and_round_trips(tmp_path):
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
-    path = atomic_write_text(tmp_path / "t.json", "old")
+    path = write_text_atomic(tmp_path / "t.json", "old")
 
     class Broken:
         def save(self, *a, **k):

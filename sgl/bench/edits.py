@@ -303,8 +303,7 @@ def _save_grid(scores: list[Score], folder: Path) -> None:
     """One PNG per edit kind: the edited images of every scene side by side."""
     from PIL import Image
 
-    from sgl.files import write_bytes_atomic
-    import io
+    from sgl.files import png_bytes, write_bytes_atomic
 
     for kind in dict.fromkeys(s.kind for s in scores):
         images = [s.image for s in scores if s.kind == kind and s.image is not None]
@@ -314,9 +313,7 @@ def _save_grid(scores: list[Score], folder: Path) -> None:
         sheet = Image.new("RGB", (w * len(images), h), "white")
         for i, im in enumerate(images):
             sheet.paste(im.convert("RGB"), (i * w, 0))
-        buffer = io.BytesIO()
-        sheet.save(buffer, format="PNG")
-        write_bytes_atomic(folder / f"{kind}.png", buffer.getvalue())
+        write_bytes_atomic(folder / f"{kind}.png", png_bytes(sheet))
 
 
 def main(argv=None) -> int:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from sgl.diagnostics import SGLError
+from sgl.ir.walk import toposort
 from sgl.ir.nodes import Node, Term
 
 SELF = "self"
@@ -412,7 +413,7 @@ class Inputs:
 
 
 @dataclass(frozen=True)
-class EnergyOut:
+class Evaluation:
     """`total` [B]: Σ weight·value over the active terms (zeros when none is active).
     `values[i]` [B]: term i's unweighted value, or None when the term was not active."""
 
@@ -447,27 +448,6 @@ class _Plan:
     live_keys: tuple[InputKey, ...]
     terms: tuple[int, ...]       # indices of the active terms
     weights: torch.Tensor        # their weights, [len(terms)]
-
-
-def toposort(roots: Sequence[Node]) -> list[Node]:
-    """Every node reachable from `roots`, inputs before users, without recursion."""
-    order: list[Node] = []
-    done: set[int] = set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if id(node) in done:
-                continue
-            if expanded:
-                done.add(id(node))
-                order.append(node)
-                continue
-            stack.append((node, True))
-            for child in reversed(node.inputs):
-                if id(child) not in done:
-                    stack.append((child, False))
-    return order
 
 
 def input_key(node: Node) -> InputKey:
@@ -572,12 +552,12 @@ class Evaluator:
         plan = self._plan(self.active(step, num_steps))
         return set(plan.static_keys) | set(plan.live_keys)
 
-    def __call__(self, step: int, num_steps: int, inputs: Inputs) -> EnergyOut:
+    def __call__(self, step: int, num_steps: int, inputs: Inputs) -> Evaluation:
         active = self.active(step, num_steps)
         batch = inputs.batch_size()
         if not any(active):
             zero = torch.zeros(batch, dtype=self.dtype, device=self.device)
-            return EnergyOut(zero, (None,) * len(self.terms))
+            return Evaluation(zero, (None,) * len(self.terms))
         plan = self._plan(active)
         values: list = [None] * len(self._steps)
         fixed = self._fixed
@@ -598,7 +578,7 @@ class Evaluator:
         # one weighted sum over the stacked terms: two autograd nodes instead of two per term
         stacked = torch.stack([per_term[i] for i in plan.terms], dim=-1)
         total = stacked @ plan.weights.to(device=stacked.device, dtype=stacked.dtype)
-        return EnergyOut(total, tuple(per_term))
+        return Evaluation(total, tuple(per_term))
 
     def _run(self, steps: Sequence[_Step], values: list, inputs: Inputs, batch: int) -> None:
         """Evaluate `steps` in order into `values` (the interpreter's inner loop)."""
@@ -712,11 +692,11 @@ class EnergyCallback:
         self.names = term_names(evaluator.terms)
 
     def __call__(self, step, recorded: Mapping[str, object]):
-        from sgl.runtime.sampler import EnergyOut as SamplerEnergy
+        from sgl.runtime.sampler import EnergyOut
 
         if not any(self.evaluator.active(step.index, step.num_steps)):
             return None
         out = self.evaluator(step.index, step.num_steps, inputs_from_recorded(recorded, self.feature_layers))
         terms = {name: float(term.weight * value.detach().mean())
                  for name, term, value in zip(self.names, self.evaluator.terms, out.values) if value is not None}
-        return SamplerEnergy(out.total, terms)
+        return EnergyOut(out.total, terms)

@@ -8,43 +8,16 @@ that points at the program's `load` line.
 
 from __future__ import annotations
 
-import io
 import os
-import tempfile
 from pathlib import Path
 
 from sgl.diagnostics import SGLError, Span
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+from sgl.files import png_bytes, write_bytes_atomic
 
 
 def save_png(image, path) -> Path:
     """Save a PIL image as PNG, atomically."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_bytes_atomic(path, png_bytes(image))
 
 
 def load_image(path, *, span: Span | None = None):

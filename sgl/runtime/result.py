@@ -10,15 +10,7 @@ from typing import Any, Mapping
 import attrs
 import numpy as np
 
-from sgl.files import write_bytes_atomic, write_text_atomic
-
-
-def _png_bytes(image) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+from sgl.files import png_bytes, write_bytes_atomic, write_text_atomic
 
 
 def overlay(image, attention, alpha: float = 0.6):
@@ -96,10 +88,10 @@ class Result:
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(out / "original.png", _png_bytes(self.original))
-        write_bytes_atomic(out / "edited.png", _png_bytes(self.image))
+        write_bytes_atomic(out / "original.png", png_bytes(self.original))
+        write_bytes_atomic(out / "edited.png", png_bytes(self.image))
         for name, image in self.sources.items():
-            write_bytes_atomic(out / f"{name}.png", _png_bytes(image))
+            write_bytes_atomic(out / f"{name}.png", png_bytes(image))
         write_text_atomic(out / "trace.json", json.dumps(self.to_json(), indent=1, default=str))
         images = {"original": self.original, "edited": self.image, **self.sources}
         write_report(out / "report.html", title=f"SGL: {self.settings.get('prompt', '')}",
