@@ -92,3 +92,34 @@ def test_start_edits_a_loaded_image_from_its_inverted_noise(tiny_sd, tmp_path):
     assert result.original.size == (32, 32)
     assert np.array_equal(np.asarray(result.original), np.asarray(result.sources["photo"]))
     assert any(row["guided"] for row in result.trace)
+
+
+def test_sgl_run_writes_every_output_and_keeps_stdout_clean_on_error(tiny_sd_dir, tmp_path):
+    import subprocess
+    import sys
+
+    program = tmp_path / "move.sgl"
+    program.write_text('prompt "a red dog and a blue cat"\nsteps 2\nuse edits\nmove(dog, (0.2, 0))\n'
+                       'image ref = generate "a blue car" seed 1\nappearance(cat) = appearance[ref](car)\n')
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "sgl.cli"]
+    done = subprocess.run([*cli, "run", str(program), "--model", str(tiny_sd_dir), "-o", str(out), "--quiet",
+                           "--set", "cfg=3"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["edited.png", "original.png", "ref.png", "report.html",
+                                                      "trace.json"]
+    trace = json.loads((out / "trace.json").read_text())
+    assert trace["settings"]["cfg"] == 3 and len(trace["steps"]) == 2
+
+    program.write_text('prompt "a red dog"\nsteps 2\nuse edits\nmove(dgo, (0.2, 0))\n')
+    failed = subprocess.run([*cli, "run", str(program), "--model", str(tiny_sd_dir), "-o", str(out)],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and failed.stdout == "" and "E031" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    # the earlier outputs are still there
+    assert (out / "edited.png").exists() and json.loads((out / "trace.json").read_text())["steps"]
+
+    program.write_text('prompt "a red dog"\nsteps 2\nuse edits\nmove(dog, (0.2, 0))\n')
+    missing = subprocess.run([*cli, "run", str(program), "--model", str(tmp_path / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "E220" in missing.stderr and "Traceback" not in missing.stderr
