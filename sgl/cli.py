@@ -291,6 +291,7 @@ BENCHMARKS = {
     "edits": ("sgl.bench.edits", "edit quality on the embedded shapes model, measured from pixels"),
     "speed": ("sgl.bench.speed", "guided sampling vs plain diffusers sampling: time and memory ratios"),
     "energy": ("sgl.bench.energy", "the IR evaluator vs the same energy hand-written in torch"),
+    "check": ("sgl.bench.check", "wall time of `sgl check` per example, interpreter start included"),
 }
 
 
