@@ -98,8 +98,9 @@ def _caption(obj) -> str:
 
 
 class Bench:
-    def __init__(self, pipe, steps: int, cache, progress: bool = False):
+    def __init__(self, pipe, steps: int, cache, progress: bool = False, overrides: dict | None = None):
         self.pipe, self.steps, self.cache, self.progress = pipe, steps, cache, progress
+        self.overrides = dict(overrides or {})
 
     def run_program(self, text: str, base_dir: Path | None = None):
         import sgl
@@ -107,14 +108,14 @@ class Bench:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(base_dir or tmp) / "bench_program.sgl"
             path.write_text(text, encoding="utf-8")
-            program = sgl.compile(path)
+            program = sgl.compile(path, **self.overrides)
             start = time.perf_counter()
             result = program.run(pipe=self.pipe, progress=self.progress, cache=self.cache)
             return result, time.perf_counter() - start
 
     def original(self, scene, seed: int):
         text = f'prompt "{scene.caption}"\nseed {seed}\nsteps {self.steps}\n'
-        result, _ = self.run_program(text)
+        result, _ = self.run_program(text)  # no constraints: only the (cached) original runs
         return result.original
 
     # -- the edits ---------------------------------------------------------------------------
@@ -278,19 +279,19 @@ def table(results: dict) -> str:
 
 
 def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Path | None = None,
-              progress: bool = False) -> dict:
+              progress: bool = False, overrides: dict | None = None) -> dict:
     from sgl.runtime.cache import RunCache
     from sgl.runtime.pipelines import load_pipeline
 
     pipe, _ = load_pipeline(pipe if pipe is not None else "shapes")
-    bench = Bench(pipe, steps, RunCache(), progress)
+    bench = Bench(pipe, steps, RunCache(), progress, overrides)
     sgl_scores, baseline = [], []
     start = time.perf_counter()
     for i in range(n):
         s, b = bench.scene_scores(i, kinds)
         sgl_scores += s
         baseline += b
-    results = {"n": n, "steps": steps, "seconds": time.perf_counter() - start,
+    results = {"n": n, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
                "sgl": summarise(sgl_scores), "prompt-only": summarise(baseline),
                "per_scene": [{k: v for k, v in s.__dict__.items() if k != "image"} for s in sgl_scores]}
@@ -328,6 +329,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated edit kinds")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind with every edited image")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting in every program (e.g. --set strength=30 for a sweep)")
 
 
 def command(args) -> int:
@@ -335,7 +338,13 @@ def command(args) -> int:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise SystemExit(f"unknown edit kinds: {', '.join(unknown)} (known: {', '.join(KINDS)})")
-    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid)
+    from sgl.cli import parse_setting_value
+
+    overrides = {}
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = parse_setting_value(value.strip())
+    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides)
     print(table(results))
     if args.json_path:
         write_text_atomic(args.json_path, json.dumps(results, indent=1))
