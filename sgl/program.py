@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "steps": 50,
     "cfg": 7.5,
-    "strength": 1.0,
+    "strength": None,    # the model's recommended self-guidance strength (sgl/runtime/execute.py)
     "model": "shapes",
     "scheduler": "ddim",
     "resolution": None,  # the model's default resolution

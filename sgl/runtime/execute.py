@@ -9,6 +9,8 @@ recorded for all prompt words serves any later program on the same prompt.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Hashable, Iterable, Mapping
 
 import torch
@@ -18,12 +20,29 @@ from sgl.runtime.cache import RunCache
 from sgl.runtime.evaluate import EnergyCallback, Evaluator
 from sgl.runtime.hooks import Recorded
 from sgl.runtime.invert import invert
-from sgl.runtime.pipelines import load_pipeline, make_scheduler
+from sgl.runtime.pipelines import SHAPES_DIR, load_pipeline, make_scheduler
 from sgl.runtime.result import Result
 from sgl.runtime.sampler import SELF, SourceSpec, sample
 from sgl.runtime.tokens import prompt_words
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
+
+# Self-guidance strength v when a program sets none. Stable Diffusion: the public ports use
+# about 1000 (eps += 1000·∇g); a model folder may recommend its own in `sgl.json` (the embedded
+# `shapes` model does: its value was tuned on `sgl bench edits`).
+FAMILY_STRENGTH = {"sd": 1000.0, "sdxl": 1000.0}
+
+
+def model_strength(info) -> float:
+    """The strength a model recommends: its folder's sgl.json, else its family's."""
+    folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
+    config = folder / "sgl.json"
+    if config.is_file():
+        try:
+            return float(json.loads(config.read_text())["strength"])
+        except (ValueError, KeyError, TypeError, OSError):
+            pass
+    return FAMILY_STRENGTH.get(info.family, 1.0)
 
 
 def resolution_hw(value, default: tuple[int, int]) -> tuple[int, int]:
@@ -69,9 +88,11 @@ def _cache_key(pipe, info, settings: Mapping, name: str, prompt: str, seed: int)
 def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = True,
             cache: RunCache | None = None) -> Result:
     """Sample `program` (an `sgl.Program`): the original, every reference and the edit."""
-    settings = program.settings
     energy = program.energy
-    pipe, info = load_pipeline(pipe if pipe is not None else settings["model"], device, dtype)
+    pipe, info = load_pipeline(pipe if pipe is not None else program.settings["model"], device, dtype)
+    settings = dict(program.settings)
+    if settings["strength"] is None:
+        settings["strength"] = model_strength(info)
     height, width = resolution_hw(settings["resolution"], info.default_resolution)
     steps, seed = int(settings["steps"]), int(settings["seed"])
     scheduler = make_scheduler(pipe, settings["scheduler"])
@@ -150,4 +171,4 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
                 cache.put(_cache_key(pipe, info, settings, spec.name, spec.prompt, spec.seed), run)
     if "orig" not in result.sources:
         raise SGLError.single("E229", "internal error: the original run is missing")
-    return Result.build(program, result, info, keys)
+    return Result.build(program, result, info, keys, settings)

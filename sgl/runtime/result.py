@@ -47,7 +47,7 @@ class Result:
     overlays: dict = attrs.field(factory=dict, repr=False)
 
     @classmethod
-    def build(cls, program, sampled, info, keys: Mapping[str, set]) -> "Result":
+    def build(cls, program, sampled, info, keys: Mapping[str, set], settings: Mapping) -> "Result":
         from sgl.runtime.evaluate import term_names
 
         energy = program.energy
@@ -70,7 +70,7 @@ class Result:
                         figures.append((f"{tag}, step {step}", overlay(image, sum(maps) / len(maps))))
             if figures:
                 overlays[label] = figures
-        settings = {k: v for k, v in program.settings.items()}
+        settings = dict(settings)  # the effective ones (defaults resolved against the model)
         settings["model"] = info.origin
         return cls(image=sampled.image, original=original, sources=others,
                    trace=[row.to_dict() for row in sampled.trace], terms=terms,
