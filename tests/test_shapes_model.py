@@ -1,0 +1,74 @@
+"""The embedded `shapes` model: tokenizer, components, the shipped folder (offline, CPU)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from sgl.models.shapes import data  # noqa: E402
+from sgl.models.shapes.build import ShapesConfig, build_tokenizer, build_unet  # noqa: E402
+from sgl.models.shapes.export import WEIGHTS_DIR  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from diffusers import StableDiffusionPipeline
+
+    assert (WEIGHTS_DIR / "model_index.json").exists(), "shipped weights missing: python -m sgl.models.shapes.export"
+    p = StableDiffusionPipeline.from_pretrained(str(WEIGHTS_DIR), local_files_only=True)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_every_word_is_one_token(tokenizer):
+    for w in data.VOCABULARY:
+        assert len(tokenizer.tokenize(w)) == 1, w
+    sc = data.render_scene(7, n_objects=3)
+    ids = tokenizer(sc.caption).input_ids
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    for o, pos in zip(sc.objects, data.word_positions(sc.objects)):
+        assert tokenizer.convert_ids_to_tokens(ids[pos["colour"]]) == o.colour + "</w>"
+        assert tokenizer.convert_ids_to_tokens(ids[pos["shape"]]) == o.shape + "</w>"
+
+
+def test_recording_processor_matches_default():
+    from sgl.models.shapes.grounding import install
+
+    torch.manual_seed(0)
+    unet = build_unet(ShapesConfig()).double().eval()
+    x = torch.randn(2, 4, 16, 16, dtype=torch.float64)
+    ctx = torch.randn(2, 24, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = unet(x, torch.tensor([10, 700]), ctx).sample
+        store = {}
+        names = install(unet, store)
+        out = unet(x, torch.tensor([10, 700]), ctx).sample
+    assert len(names) == 7 and len(store) == 7
+    assert (out - ref).abs().max().item() < 1e-5
+    for A in store.values():
+        assert torch.allclose(A.sum(-1), torch.ones_like(A.sum(-1)), atol=1e-5)
+
+
+def test_shipped_folder_is_a_standard_sd_folder():
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert (WEIGHTS_DIR / sub).is_dir()
+    size = sum(f.stat().st_size for f in WEIGHTS_DIR.rglob("*") if f.is_file())
+    assert size <= 25e6
+    assert list((WEIGHTS_DIR / "unet").glob("*.safetensors"))
+
+
+def test_shipped_model_generates_on_cpu(pipe):
+    assert pipe.unet.dtype == torch.float32 and pipe.text_encoder.dtype == torch.float32
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+    out = pipe("a red circle and a blue square", num_inference_steps=3, guidance_scale=5.0, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    assert out.shape == (1, 64, 64, 3)
+    assert np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
