@@ -8,6 +8,8 @@ what the user gave becomes an SGLError (E22x) that can point at the program's `m
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,27 @@ def _dtype_keyword() -> str:
     return "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """Loading a local folder is not news: no progress bars or info/warning chatter from
+    diffusers and transformers (errors still surface as exceptions)."""
+    from diffusers.utils import logging as d_logging
+    from transformers.utils import logging as t_logging
+
+    saved = (d_logging.get_verbosity(), t_logging.get_verbosity())
+    d_logging.set_verbosity_error()
+    t_logging.set_verbosity_error()
+    d_logging.disable_progress_bar()
+    t_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        d_logging.set_verbosity(saved[0])
+        t_logging.set_verbosity(saved[1])
+        d_logging.enable_progress_bar()
+        t_logging.enable_progress_bar()
+
+
 def _load_folder(folder: Path, dtype, span: Span | None):
     import diffusers
 
@@ -100,7 +123,8 @@ def _load_folder(folder: Path, dtype, span: Span | None):
     if class_name == "StableDiffusionPipeline":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        return getattr(diffusers, class_name).from_pretrained(str(folder), **kwargs)
+        with _quiet_loading():
+            return getattr(diffusers, class_name).from_pretrained(str(folder), **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure here is a broken or incomplete folder
         raise SGLError.single("E222", f"cannot load the pipeline in {folder}", span,
                               notes=(f"{type(exc).__name__}: {exc}",)) from None
@@ -146,7 +170,8 @@ def load_pipeline(model="shapes", device=None, dtype=None, *, span: Span | None 
     info = model_info(pipe, origin, span)
     if device is not None or dtype is not None:
         try:
-            pipe.to(device=device, dtype=dtype)
+            with _quiet_loading():  # diffusers warns about casting even when nothing changes
+                pipe.to(device=device, dtype=dtype)
         except (RuntimeError, AssertionError) as exc:
             raise SGLError.single("E223", f"cannot move the model to {device}", span,
                                   notes=(f"{type(exc).__name__}: {exc}",)) from None
