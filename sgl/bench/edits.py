@@ -272,9 +272,9 @@ def table(results: dict) -> str:
     for kind in results["sgl"]:
         for method in ("sgl", "prompt-only"):
             r = results[method][kind]
+            seconds = f"{r['seconds']:.1f}" if r["seconds"] else "—"
             lines.append(f"{kind:<18} {method:<12} {r['n']:>3} {_fmt(r['success'], True):>8} {_fmt(r['error']):>7} "
-                         f"{_fmt(r['drift']):>7} {_fmt(r['all_present'], True):>8} "
-                         f"{(f'{r['seconds']:.1f}' if r['seconds'] else '—'):>7}")
+                         f"{_fmt(r['drift']):>7} {_fmt(r['all_present'], True):>8} {seconds:>7}")
     return "\n".join(lines)
 
 
