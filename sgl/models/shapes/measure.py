@@ -189,7 +189,7 @@ def load(model_dir=None):
     from .export import WEIGHTS_DIR
 
     pipe = StableDiffusionPipeline.from_pretrained(str(model_dir or WEIGHTS_DIR), local_files_only=True,
-                                                   torch_dtype=torch.float32)
+                                                   dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
