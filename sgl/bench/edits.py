@@ -283,7 +283,7 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
     from sgl.runtime.cache import RunCache
     from sgl.runtime.pipelines import load_pipeline
 
-    pipe, _ = load_pipeline(pipe if pipe is not None else "shapes")
+    pipe, _ = load_pipeline(pipe if pipe is not None else (overrides or {}).get("model", "shapes"))
     bench = Bench(pipe, steps, RunCache(), progress, overrides)
     sgl_scores, baseline = [], []
     start = time.perf_counter()
