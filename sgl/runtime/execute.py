@@ -31,6 +31,9 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 # about 1000 (eps += 1000·∇g); a model folder may recommend its own in `sgl.json` (the embedded
 # `shapes` model does: its value was tuned on `sgl bench edits`).
 FAMILY_STRENGTH = {"sd": 1000.0, "sdxl": 1000.0}
+# The embedded model's: the largest v of the `sgl bench edits` sweep (docs/benchmarks.md) that
+# does not yet regenerate the scene (untouched-object drift ≤ 0.03 at v = 30, 0.1–0.5 at 100).
+SHAPES_STRENGTH = 30.0
 
 
 def model_strength(info) -> float:
@@ -42,6 +45,8 @@ def model_strength(info) -> float:
             return float(json.loads(config.read_text())["strength"])
         except (ValueError, KeyError, TypeError, OSError):
             pass
+    if info.origin == "shapes":
+        return SHAPES_STRENGTH
     return FAMILY_STRENGTH.get(info.family, 1.0)
 
 
