@@ -7,14 +7,13 @@ measured in the same run, so the table also shows what SGL itself adds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from sgl.files import write_text_atomic
+from sgl.bench import publish
 
 TARGET_S = 0.3
 
@@ -56,10 +55,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     files = [Path(f) for f in args.files] or sorted(Path("examples").glob("*.sgl"))
     result = run_check_bench(files, args.repeats)
-    print(format_table(result))
-    if args.json_path:
-        write_text_atomic(args.json_path, json.dumps(result, indent=1))
-    return 0
+    return publish(result, format_table(result), args.json_path)
 
 
 if __name__ == "__main__":

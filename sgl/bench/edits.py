@@ -23,7 +23,6 @@ for every edit. The `prompt-only` row scores the unguided original against the s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import string
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgl.files import write_text_atomic
+from sgl.bench import publish
 
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
 CENTROID_TOL = 0.05
@@ -345,10 +344,7 @@ def command(args) -> int:
         key, _, value = item.partition("=")
         overrides[key.strip()] = parse_setting_value(value.strip())
     results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides)
-    print(table(results))
-    if args.json_path:
-        write_text_atomic(args.json_path, json.dumps(results, indent=1))
-    return 0
+    return publish(results, table(results), args.json_path)
 
 
 if __name__ == "__main__":

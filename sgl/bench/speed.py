@@ -14,12 +14,11 @@ Target (issue 4): sgl cached / plain ≤ 2.0.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
-from sgl.files import write_text_atomic
+from sgl.bench import publish
 
 PROMPT = "a photo of a dog and a cat on the beach"
 PROGRAM = f'''
@@ -158,10 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     result = run_speed_bench(args.arch, args.size, args.steps, args.device, args.dtype)
-    print(format_table(result))
-    if args.json_path:
-        write_text_atomic(args.json_path, json.dumps(result, indent=1))
-    return 0
+    return publish(result, format_table(result), args.json_path)
 
 
 if __name__ == "__main__":
