@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from sgl.runtime.attention import explicit_attention
+
 
 class RecordingCrossAttnProcessor:
     def __init__(self, store: dict, name: str):
@@ -38,12 +40,10 @@ class RecordingCrossAttnProcessor:
         q = q.view(B, N, H, d).transpose(1, 2)
         k = k.view(B, -1, H, d).transpose(1, 2)
         v = v.view(B, -1, H, d).transpose(1, 2)
-        scores = (q @ k.transpose(-1, -2)).float() * attn.scale
-        if attention_mask is not None:
-            scores = scores + attention_mask.view(B, -1, 1, scores.shape[-1]).float()
-        probs = scores.softmax(-1)
+        mask = None if attention_mask is None else attention_mask.view(B, -1, 1, k.shape[-2])
+        out, probs = explicit_attention(q, k, v, attn.scale, mask)
         self.store[self.name] = probs.mean(1)  # (B, N, T)
-        out = (probs.to(v.dtype) @ v).transpose(1, 2).reshape(B, N, H * d)
+        out = out.transpose(1, 2).reshape(B, N, H * d)
         out = attn.to_out[0](out)
         out = attn.to_out[1](out)
         if input_ndim == 4:
