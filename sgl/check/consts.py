@@ -103,7 +103,7 @@ class ConstChecker:
             if b.kind == "let" and b.value is not None:
                 return self._params(b.value)
             return []
-        return [p for child in _children(e) for p in self._params(child)]
+        return [p for child in ast.children(e) for p in self._params(child)]
 
     def is_const(self, e) -> bool:
         if isinstance(e, ast.Number):
@@ -118,7 +118,7 @@ class ConstChecker:
                 return self.is_const(b.value)
             return False
         if isinstance(e, (ast.BinOp, ast.Neg, ast.Tuple)):
-            return all(self.is_const(c) for c in _children(e))
+            return all(self.is_const(c) for c in ast.children(e))
         return False
 
     def fold(self, e):
@@ -163,17 +163,3 @@ def _arith(op: str, a, b):
     else:
         vals = [one(a, y) for y in b] if op == "*" else [None]
     return None if None in vals else tuple(vals)
-
-
-def _children(e):
-    if isinstance(e, ast.BinOp):
-        return (e.left, e.right)
-    if isinstance(e, ast.Neg):
-        return (e.operand,)
-    if isinstance(e, (ast.Tuple, ast.ListExpr)):
-        return e.items
-    if isinstance(e, ast.Attribute):
-        return (e.value,)
-    if isinstance(e, ast.Call):
-        return e.args
-    return ()

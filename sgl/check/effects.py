@@ -22,14 +22,8 @@ def _calls(node):
         elif isinstance(e, ast.Call):
             yield e
             stack.extend(e.args)
-        elif isinstance(e, ast.BinOp):
-            stack.extend((e.left, e.right))
-        elif isinstance(e, ast.Neg):
-            stack.append(e.operand)
-        elif isinstance(e, ast.Attribute):
-            stack.append(e.value)
-        elif isinstance(e, (ast.Tuple, ast.ListExpr)):
-            stack.extend(e.items)
+        elif isinstance(e, (ast.BinOp, ast.Neg, ast.Attribute, ast.Tuple, ast.ListExpr)):
+            stack.extend(ast.children(e))
         elif isinstance(e, ast.Constraint):
             stack.extend((e.lhs, e.rhs))
         elif isinstance(e, ast.Objective):

@@ -119,6 +119,22 @@ class Attribute:
 Expr = Union[Number, String, Name, Tuple, ListExpr, BinOp, Neg, Call, Attribute]
 
 
+def children(e) -> tuple:
+    """The direct sub-expressions of an expression node (leaves have none): the one place
+    that knows the shape of every expression, for the checker's walks."""
+    if isinstance(e, BinOp):
+        return (e.left, e.right)
+    if isinstance(e, Neg):
+        return (e.operand,)
+    if isinstance(e, (Tuple, ListExpr)):
+        return tuple(e.items)
+    if isinstance(e, Attribute):
+        return (e.value,)
+    if isinstance(e, Call):
+        return tuple(e.args)
+    return ()
+
+
 # ----------------------------------------------------------------------------- modifiers
 
 @attrs.frozen
