@@ -22,7 +22,7 @@ from sgl.runtime.hooks import Recorded
 from sgl.runtime.invert import invert
 from sgl.runtime.pipelines import SHAPES_DIR, load_pipeline, make_scheduler
 from sgl.runtime.result import Result
-from sgl.runtime.sampler import SELF, SourceSpec, sample
+from sgl.runtime.sampler import SELF, SourceSpec, in_windows, sample
 from sgl.runtime.tokens import prompt_words
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
@@ -76,13 +76,6 @@ def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]]) -> Recorded:
     return Recorded(attn, rec.feats)
 
 
-def _window_test(windows):
-    windows = tuple(windows)
-    if not windows:
-        return lambda step: False
-    return lambda step: any(a <= step.fraction < b for a, b in windows)
-
-
 def _cache_key(pipe, info, settings: Mapping, name: str, prompt: str, seed: int) -> Hashable:
     """What determines a source run. Pipeline objects are told apart by identity (two objects
     may hold different weights); folders and `shapes` by their path."""
@@ -114,7 +107,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         if name == SELF or (start is not None and name == "orig"):
             continue  # with `start`, `orig` is the started-from image itself (added below)
         need = needs.get(name)
-        when = _window_test(need.windows) if need else (lambda step: False)
+        when = in_windows(need.windows if need else ())
         tokens = word_requests(need.objects) if need else {}
         features = tuple(sorted(need.features)) if need else ()
         if info_src.kind == "load":
@@ -145,7 +138,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         sources.append(SourceSpec("orig", trajectory=trajectory,
                                   tokens=word_requests(need.objects) if need else {},
                                   features=tuple(sorted(need.features)) if need else (),
-                                  when=_window_test(need.windows) if need else (lambda step: False)))
+                                  when=in_windows(need.windows if need else ())))
 
     evaluator = Evaluator(energy.terms, grid=grid, device=pipe.unet.device)
     callback = EnergyCallback(evaluator, {"default": info.profile.feature_layer})
