@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "resolution": None,  # the model's default resolution
     "layers": None,      # the model profile's default attention layers
     "start": None,       # a loaded image to edit: start from its inverted noise
+    "gradient": None,    # "raw" (the paper's v·σ·∇g) or "unit" (∇g at unit RMS); None = the model's
 }
 
 

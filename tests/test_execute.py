@@ -123,3 +123,23 @@ def test_sgl_run_writes_every_output_and_keeps_stdout_clean_on_error(tiny_sd_dir
     missing = subprocess.run([*cli, "run", str(program), "--model", str(tmp_path / "nope")],
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "E220" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_guidance_defaults_come_from_the_model(tiny_sd, tiny_sd_dir, tmp_path):
+    """A pipeline object of the SD family: the public ports' raw v = 1000; a folder's sgl.json
+    overrides both strength and gradient mode; a program's settings override the model."""
+    import shutil
+
+    from sgl.runtime.pipelines import load_pipeline
+
+    run = sgl.compile(PROGRAM)
+    assert (run.run(pipe=tiny_sd, progress=False).settings["strength"],
+            run.run(pipe=tiny_sd, progress=False).settings["gradient"]) == (1000.0, "raw")
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_sd_dir, folder)
+    (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit"}))
+    pipe, _ = load_pipeline(str(folder))
+    settings = run.run(pipe=pipe, progress=False).settings  # the loaded object remembers its folder
+    assert (settings["strength"], settings["gradient"]) == (0.25, "unit")
+    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\n').run(pipe=pipe, progress=False).settings
+    assert (mine["strength"], mine["gradient"]) == (7, "raw")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sgl.diagnostics import SGLError
-from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, StepInfo, in_windows, sample, to_model_output
+from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, StepInfo, in_windows, sample, to_model_output, unit_rms
 
 PROMPT = "a photo of a dog and a cat"
 STEPS = 3
@@ -267,3 +267,33 @@ def test_guidance_moves_a_step_the_same_whatever_the_model_predicts(tiny_sd, pre
     shifted = as_model + to_model_output(delta, prediction_type, sigma)
     moved_other = other.step(shifted, t, z).prev_sample - other.step(as_model, t, z).prev_sample
     assert torch.allclose(moved_eps, moved_other, atol=1e-9)
+
+
+def test_unit_gradient_is_independent_of_the_energy_scale(tiny_sd):
+    """gradient "unit": ∇g scaled to unit RMS, so scaling the energy changes nothing, while the
+    raw gradient (the paper's v·σ·∇g) follows the scale."""
+    def scaled(k):
+        return lambda step, rec: EnergyOut(total=k * (1.0 - centroid_x(rec[SELF].attn["dog"])))
+
+    common = dict(prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, tokens={"dog": "dog"})
+    unit_1 = sample(tiny_sd, strength=0.5, gradient="unit", energy=scaled(1.0), **common)
+    unit_1000 = sample(tiny_sd, strength=0.5, gradient="unit", energy=scaled(1000.0), **common)
+    assert (unit_1.latents - unit_1000.latents).abs().max() < 1e-4
+    plain = sample(tiny_sd, **common)
+    assert (unit_1.latents - plain.latents).abs().max() > 1e-3  # and it does guide
+    raw_1 = sample(tiny_sd, strength=0.5, gradient="raw", energy=scaled(1.0), **common)
+    raw_1000 = sample(tiny_sd, strength=0.5, gradient="raw", energy=scaled(1000.0), **common)
+    assert (raw_1.latents - raw_1000.latents).abs().max() > 1e-3
+
+
+def test_unit_rms_scales_each_row_and_keeps_zero():
+    g = torch.stack([torch.full((4, 2, 2), 3.0), torch.zeros(4, 2, 2)])
+    u = unit_rms(g)
+    assert torch.allclose(u[0], torch.ones(4, 2, 2)) and torch.equal(u[1], torch.zeros(4, 2, 2))
+
+
+def test_unknown_gradient_mode_is_an_sgl_error(tiny_sd):
+    with pytest.raises(SGLError) as err:
+        sample(tiny_sd, prompt=PROMPT, steps=1, strength=1.0, gradient="norm", energy=push_dog_right,
+               tokens={"dog": "dog"})
+    assert err.value.diagnostics[0].code == "E028"

@@ -62,7 +62,7 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
     _e("E021", "setting given twice", "Each setting has one value; the second would silently win.",
        P + "seed 1\nseed 2\n", P + "seed 2\n"),
     _e("E022", "setting value of the wrong kind",
-       "prompt/negative/model/scheduler/layers take strings, seed and steps integers, cfg and "
+       "prompt/negative/model/scheduler/layers/start/gradient take strings, seed and steps integers, cfg and "
        "strength numbers, resolution `N` or `WxH`.",
        P + "seed 7.5\n", P + "seed 7\n"),
     _e("E023", "missing prompt",
@@ -83,6 +83,11 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        'prompt "a red circle"\nimage p = load "x.png" caption "a red circle"\nstart "photo"\n',
        'prompt "a red circle"\nimage p = load "x.png" caption "a red circle"\nstart "p"\n',
        files={"x.png": ""}),
+    _e("E028", "unknown gradient mode",
+       "`gradient \"raw\"` adds the paper's v·σ_t·∇g to the noise prediction; `gradient \"unit\"` "
+       "first scales ∇g to unit RMS, so that `strength` is a step size independent of the "
+       "energy's scale (the embedded `shapes` model's default).",
+       P + 'gradient "norm"\n', P + 'gradient "unit"\n'),
     _e("E030", "unknown function",
        "Functions come from the prelude, `core` (always imported), modules you `use`, and your "
        "own `fn` definitions.",

@@ -97,6 +97,12 @@ def setting_range(name: str, requirement: str, span: Span) -> Diagnostic:
     return Diagnostic("E024", f"setting `{name}` must be {requirement}", span)
 
 
+def unknown_gradient(name: str, span: Span, suggestion: str | None, known: Sequence[str]) -> Diagnostic:
+    return Diagnostic("E028", f"unknown gradient mode `{name}`", span,
+                      hint=_mean(suggestion) or f"gradient modes are {_list(known)}: the paper's v·σ·∇g, or "
+                                                  "the same with ∇g scaled to unit RMS")
+
+
 def unknown_scheduler(name: str, span: Span, suggestion: str | None, known: Sequence[str]) -> Diagnostic:
     return Diagnostic("E025", f"unknown scheduler `{name}`", span,
                       hint=_mean(suggestion) or f"schedulers are {_list(known)}")

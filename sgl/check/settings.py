@@ -16,12 +16,16 @@ from sgl.syntax import ast
 SETTINGS: dict[str, str] = {
     "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
     "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
-    "strength": "number", "resolution": "resolution", "start": "string",
+    "strength": "number", "resolution": "resolution", "start": "string", "gradient": "string",
 }
 
 # The samplers the runtime can build (sgl/runtime/pipelines.py `SCHEDULERS`; a test keeps the two
 # in step without the compiler importing the runtime).
 SCHEDULERS = ("ddim", "ddpm", "pndm", "euler", "euler_a", "dpm")
+
+# How the energy gradient enters the noise prediction (sgl/runtime/sampler.py `GRADIENTS`):
+# "raw" = the paper's v·σ_t·∇g, "unit" = v·σ_t·∇g / rms(∇g).
+GRADIENTS = ("raw", "unit")
 
 _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
              "number": "a number", "resolution": "a size such as `512` or `512x768`"}
@@ -29,7 +33,7 @@ _EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'n
              "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
              "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
              "resolution": "resolution 512x768",
-             "start": 'start "photo"'}
+             "start": 'start "photo"', "gradient": 'gradient "unit"'}
 
 
 def _found(value) -> str:
@@ -90,6 +94,9 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
             continue
         if s.name == "scheduler" and value.lower() not in SCHEDULERS:
             diags.append(errors.unknown_scheduler(value, vspan, did_you_mean(value.lower(), SCHEDULERS), SCHEDULERS))
+            continue
+        if s.name == "gradient" and value.lower() not in GRADIENTS:
+            diags.append(errors.unknown_gradient(value, vspan, did_you_mean(value.lower(), GRADIENTS), GRADIENTS))
             continue
         values[s.name] = value
     return values, where, diags

@@ -22,33 +22,37 @@ from sgl.runtime.hooks import Recorded
 from sgl.runtime.invert import invert
 from sgl.runtime.pipelines import SHAPES_DIR, load_pipeline, make_scheduler
 from sgl.runtime.result import Result
-from sgl.runtime.sampler import SELF, SourceSpec, in_windows, sample
+from sgl.runtime.sampler import GRADIENTS, SELF, SourceSpec, in_windows, sample
 from sgl.runtime.tokens import prompt_words
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
 
-# Self-guidance strength v when a program sets none. Stable Diffusion: the public ports use
-# about 1000 (eps += 1000·∇g); a model folder may recommend its own in `sgl.json` (the embedded
-# `shapes` model does: its value was tuned on `sgl bench edits`).
-FAMILY_STRENGTH = {"sd": 1000.0, "sdxl": 1000.0}
-# The embedded model's: the largest v of the `sgl bench edits` sweep on the shipped weights
-# (docs/benchmarks.md) that does not regenerate the scene: untouched-object drift 0.01 at v = 3,
-# 0.2 at v = 10, 0.3–0.4 at v = 30. No v made an edit succeed on this model yet.
-SHAPES_STRENGTH = 3.0
+# Self-guidance strength v and gradient mode when a program sets none. Stable Diffusion: the
+# public ports use about 1000 with the raw gradient (eps += 1000·∇g); a model folder may
+# recommend its own in `sgl.json` ({"strength": v, "gradient": "raw"|"unit"}).
+FAMILY_GUIDANCE = {"sd": {"strength": 1000.0, "gradient": "raw"},
+                   "sdxl": {"strength": 1000.0, "gradient": "raw"}}
+# The embedded model's: the winner of the `sgl bench edits` sweep (docs/benchmarks.md).
+SHAPES_GUIDANCE = {"strength": 0.4, "gradient": "unit"}
 
 
-def model_strength(info) -> float:
-    """The strength a model recommends: its folder's sgl.json, else its family's."""
+def model_guidance(info) -> dict:
+    """The strength and gradient mode a model recommends: its folder's sgl.json, else its
+    family's (the raw gradient at v = 1 for an unknown family)."""
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
+    out = dict(SHAPES_GUIDANCE if info.origin == "shapes"
+               else FAMILY_GUIDANCE.get(info.family, {"strength": 1.0, "gradient": "raw"}))
     config = folder / "sgl.json"
     if config.is_file():
         try:
-            return float(json.loads(config.read_text())["strength"])
-        except (ValueError, KeyError, TypeError, OSError):
+            saved = json.loads(config.read_text())
+            if "strength" in saved:
+                out["strength"] = float(saved["strength"])
+            if saved.get("gradient") in GRADIENTS:
+                out["gradient"] = saved["gradient"]
+        except (ValueError, TypeError, OSError, AttributeError):
             pass
-    if info.origin == "shapes":
-        return SHAPES_STRENGTH
-    return FAMILY_STRENGTH.get(info.family, 1.0)
+    return out
 
 
 def resolution_hw(value, default: tuple[int, int]) -> tuple[int, int]:
@@ -90,8 +94,10 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     energy = program.energy
     pipe, info = load_pipeline(pipe if pipe is not None else program.settings["model"], device, dtype)
     settings = dict(program.settings)
-    if settings["strength"] is None:
-        settings["strength"] = model_strength(info)
+    recommended = model_guidance(info)
+    for key in ("strength", "gradient"):
+        if settings.get(key) is None:
+            settings[key] = recommended[key]
     height, width = resolution_hw(settings["resolution"], info.default_resolution)
     steps, seed = int(settings["steps"]), int(settings["seed"])
     scheduler = make_scheduler(pipe, settings["scheduler"])
@@ -153,6 +159,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         pipe, prompt=settings["prompt"], negative=settings["negative"], seed=seed, steps=steps,
         cfg=float(settings["cfg"]), height=height, width=width,
         strength=float(settings["strength"]) if energy.terms else 0.0,
+        gradient=str(settings["gradient"]).lower(),
         energy=energy_fn if energy.terms else None,
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),
         tokens=word_requests(self_need.objects) if self_need else {},

@@ -165,8 +165,9 @@ def load_pipeline(model="shapes", device=None, dtype=None, *, span: Span | None 
             dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         pipe = _load_folder(folder, dtype, span)
         origin = "shapes" if folder == SHAPES_DIR else str(folder)
+        pipe._sgl_origin = origin  # a pipeline SGL loaded keeps its folder's defaults when passed back
     else:
-        pipe, origin = model, "<pipeline object>"
+        pipe, origin = model, getattr(model, "_sgl_origin", "<pipeline object>")
     info = model_info(pipe, origin, span)
     if device is not None or dtype is not None:
         try:

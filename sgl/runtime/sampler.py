@@ -42,6 +42,19 @@ TokenRequest = Mapping[Hashable, "str | Sequence[int]"]  # key → phrase of the
 # Public data
 
 
+# How the energy gradient enters the noise prediction: "raw" adds v·σ_t·∇g (the paper); "unit"
+# first scales ∇g to unit RMS per guided row, so that v is a step size in noise units whatever
+# the energy's scale (on the tiny `shapes` model the raw gradient's size varies by orders of
+# magnitude between steps and scenes: no single v moved objects without wrecking others).
+GRADIENTS = ("raw", "unit")
+
+
+def unit_rms(grad: torch.Tensor) -> torch.Tensor:
+    """∇g scaled to unit root-mean-square per row (a zero gradient stays zero)."""
+    rms = grad.flatten(1).pow(2).mean(1).sqrt().view(-1, *([1] * (grad.dim() - 1)))
+    return grad / rms.clamp(min=1e-12)
+
+
 @dataclass(frozen=True)
 class StepInfo:
     """Where the sampler is: step `index` of `num_steps` (0-based), the scheduler timestep,
@@ -291,7 +304,7 @@ def decode_latents(pipe, latents: torch.Tensor) -> list:
 class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
-    def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength,
+    def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
                  energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe):
@@ -299,6 +312,10 @@ class _Sampler:
         self.unet = pipe.unet
         self.steps, self.cfg, self.size = int(steps), float(cfg), size
         self.strength, self.energy, self.guide_when = float(strength), energy, guide_when
+        if gradient not in GRADIENTS:
+            raise SGLError.single("E028", f"unknown gradient mode `{gradient}`",
+                                  hint=f"gradient modes are {', '.join(GRADIENTS)}")
+        self.unit_gradient = gradient == "unit"
         self.observe = observe
         self.eta, self.checkpointing = eta, checkpointing
         self.dtype = self.unet.dtype
@@ -522,6 +539,8 @@ class _Sampler:
                 self._observe(step, recorded, record)
         extra = None
         if grad is not None:
+            if self.unit_gradient:
+                grad = unit_rms(grad)
             extra = to_model_output(self.strength * step.sigma * grad, self.prediction_type, step.sigma)
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, extra)
         for run in self.sources:
@@ -610,7 +629,7 @@ def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLErro
 
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
            cfg: float = 7.5, height: int | None = None, width: int | None = None,
-           strength: float = 0.0, energy: EnergyFn | None = None,
+           strength: float = 0.0, gradient: str = "raw", energy: EnergyFn | None = None,
            guide_when: Callable[[StepInfo], bool] | None = None,
            tokens: TokenRequest | None = None, features: Sequence[str] = (),
            sources: Sequence[SourceSpec] = (), scheduler=None, attn_layers: str | None = None,
@@ -625,8 +644,9 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     `prompt` or columns; feature layer names, "default" = the profile's). `energy` is called at
     every step where `guide_when(step)` holds (default: every step) and strength ≠ 0, with
     `recorded[name]` for "self" and each source that records at that step; it returns None when
-    no term is active (then no gradient is taken). `scheduler`: a diffusers scheduler instance
-    (default: a copy of the pipeline's). `attn_layers`: a `layers "…"` pattern (None = profile).
+    no term is active (then no gradient is taken). `gradient`: "raw" adds strength·σ_t·∇g to the
+    noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`).
+    `scheduler`: a diffusers scheduler instance (default: a copy of the pipeline's). `attn_layers`: a `layers "…"` pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
     `start_latents`: start the guided run from these latents instead of the seed's noise (e.g.
@@ -644,7 +664,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
         raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
     try:
         sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
-                           size=size, strength=strength, energy=energy, guide_when=guide_when,
+                           size=size, strength=strength, gradient=gradient, energy=energy, guide_when=guide_when,
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
                            checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,

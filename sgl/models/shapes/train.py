@@ -224,6 +224,16 @@ def sample_grid(unet, te, vae, tok, sched_cfg, cfg, prompts, steps=25, cfg_scale
     return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
+def learning_rate(args, step: int) -> float:
+    """Linear warm-up, constant, then (when --decay-end is set) cosine down to --lr-end between
+    --decay-start and --decay-end: a late decay cleans up samples of a run trained at constant lr."""
+    lr = args.lr * min(1.0, (step + 1) / args.warmup)
+    if args.decay_end and step > args.decay_start:
+        u = min(1.0, (step - args.decay_start) / max(1, args.decay_end - args.decay_start))
+        lr = args.lr_end + (args.lr - args.lr_end) * 0.5 * (1 + math.cos(math.pi * u))
+    return lr
+
+
 def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
     unet, te, tok, vae, sched = comps["unet"], comps["text_encoder"], comps["tokenizer"], comps["vae"], comps["scheduler"]
     params = list(unet.parameters()) + list(te.parameters())
@@ -281,7 +291,7 @@ def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        lr = args.lr * min(1.0, (state["step"] + 1) / args.warmup)
+        lr = learning_rate(args, state["step"])
         for gparam in opt.param_groups:
             gparam["lr"] = lr
         opt.step()
@@ -335,6 +345,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--decay-start", type=int, default=0, help="step where the cosine lr decay begins")
+    p.add_argument("--decay-end", type=int, default=0, help="step where it reaches --lr-end (0: no decay)")
+    p.add_argument("--lr-end", type=float, default=2.5e-5)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--drop", type=float, default=0.1, help="caption dropout (classifier-free guidance)")
     p.add_argument("--ground", type=float, default=0.1, help="weight of the token-grounding loss")
