@@ -44,7 +44,46 @@ def test_bench_edits_runs_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["n"] == 2
-    assert set(result["sgl"]) == set(result["prompt-only"]) and "move" in result["sgl"]
-    for row in result["sgl"].values():
-        assert row["n"] == 2 and 0.0 <= row["success"] <= 1.0
-    assert "prompt-only" in done.stdout
+    assert set(result["sgl"]) == set(result["port"]) == set(result["prompt-only"]) and "move" in result["sgl"]
+    for method in ("sgl", "port", "prompt-only"):
+        for row in result[method].values():
+            assert row["n"] == 2 and 0.0 <= row["success"] <= 1.0
+        assert len(result["per_scene"][method]) == 2 * len(result[method])
+    assert all(f" {m} " in done.stdout for m in ("sgl", "port", "prompt-only"))
+
+
+def test_bench_weights_agree_with_the_stdlib():
+    """The templates' explicit terms use the sgl row's weights; they must be the stdlib's."""
+    import re
+
+    from sgl.bench.edits import SGL
+
+    text = (ROOT / "stdlib/edits.sgl").read_text()
+    weights = dict(SGL.weights)
+    layout = text[text.index("fn copy_layout"):]
+    layout = layout[:layout.index("}")]
+    assert f"silhouette₀(o) weight {weights['shape']} " in layout
+    assert f"centroid₀(o) weight {weights['centroid']} " in layout
+    look = text[text.index("fn copy_appearance"):]
+    look = look[:look.index("}")]
+    assert re.search(rf"appearance₀\(o\) weight {weights['appearance']} ", look)
+
+
+def test_port_module_checks_and_templates_fill(tmp_path):
+    """Every template filled for every row is a program that checks."""
+    import shutil
+
+    from sgl.bench.edits import METHODS, bench_dir, template
+    from sgl.compiler import check_file
+
+    shutil.copy(bench_dir() / "port_edits.sgl", tmp_path / "port_edits.sgl")
+    (tmp_path / "photo.png").write_bytes((ROOT / "sgl/models/shapes/samples.png").read_bytes())
+    values = dict(prompt="a red circle and a blue square", seed=1, steps=10, a="red circle", b="blue square",
+                  a_shape="circle", dx=0.25, factor=1.5, ref_prompt="a blue circle and a red square", ref_seed=3,
+                  a_caption="a red circle", b_caption="a blue square", r1_seed=4, r2_seed=5, photo="photo.png")
+    for method in METHODS.values():
+        for path in sorted(bench_dir().glob("*.sgl.in")):
+            text = template(path.name[:-len(".sgl.in")]).substitute(values, **method.fill())
+            program = tmp_path / f"{method.name}_{path.name[:-3]}"
+            program.write_text(text)
+            check_file(program)  # raises SGLError with the diagnostics

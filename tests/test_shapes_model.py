@@ -1,5 +1,6 @@
 """The embedded `shapes` model: tokenizer, components, the shipped folder (offline, CPU)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,13 @@ def test_shipped_model_generates_on_cpu(pipe):
                generator=torch.Generator().manual_seed(0)).images
     assert out.shape == (1, 64, 64, 3)
     assert np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+
+
+def test_shapes_recommends_the_tuned_unit_gradient():
+    """The shipped weights carry the guidance tuned on `sgl bench edits` (sgl.json)."""
+    from sgl.runtime.execute import model_guidance
+    from sgl.runtime.pipelines import SHAPES_DIR
+
+    saved = json.loads((SHAPES_DIR / "sgl.json").read_text())
+    info = type("Info", (), {"family": "sd", "origin": "shapes"})()
+    assert model_guidance(info) == {"strength": saved["strength"], "gradient": "unit"}

@@ -66,6 +66,34 @@ class Score:
     image: object = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class Method:
+    """How a row of the benchmark fills the templates: the module whose macros it uses, extra
+    settings lines, the weights of the templates' explicit terms, and a window for them."""
+
+    name: str
+    module: str
+    settings: str = ""
+    weights: tuple = ()
+    window: str = ""
+    tunable: bool = False  # `--set` overrides apply to this row
+
+    def fill(self) -> dict:
+        return {"module": self.module, "settings": self.settings, "window": self.window,
+                **{f"w_{k}": v for k, v in self.weights}}
+
+
+# SGL: the stdlib's macros and its weights (copy_layout: shape 6, centroid 5; copy_appearance:
+# appearance — tests/test_bench.py checks that these agree with stdlib/edits.sgl), the model's
+# own strength and gradient mode.
+SGL = Method("sgl", "edits", weights=(("shape", 6), ("centroid", 5), ("appearance", 0.2)), tunable=True)
+# The paper's formulas with the published weights of the most faithful public port (the SDXL
+# Colab, RESEARCH.md): examples/bench/port_edits.sgl, eps += 1000·∇g (SGL: v·σ_t·∇g, v = 1000).
+PORT = Method("port", '"port_edits.sgl"', settings='gradient "raw"\nstrength 1000\n',
+              weights=(("shape", 6), ("centroid", 5), ("appearance", 12)), window=" from 7% to 93%")
+METHODS = {m.name: m for m in (SGL, PORT)}
+
+
 def _dist(p, q) -> float:
     return float(math.hypot(p[0] - q[0], p[1] - q[1]))
 
@@ -88,6 +116,12 @@ def _drift(orig, edited, colours) -> tuple[float | None, bool]:
     return (max(moves) if moves else None), present
 
 
+def _photo(scene):
+    from PIL import Image
+
+    return Image.fromarray(scene.image)
+
+
 def _phrase(obj) -> str:
     return " ".join(obj.words)
 
@@ -97,17 +131,26 @@ def _caption(obj) -> str:
 
 
 class Bench:
-    def __init__(self, pipe, steps: int, cache, progress: bool = False, overrides: dict | None = None):
+    def __init__(self, pipe, steps: int, cache, progress: bool = False, overrides: dict | None = None,
+                 methods=(SGL, PORT)):
         self.pipe, self.steps, self.cache, self.progress = pipe, steps, cache, progress
         self.overrides = dict(overrides or {})
+        self.methods = tuple(methods)
+        self.method = self.methods[0]  # the row whose programs the edit_* functions run
 
     def run_program(self, text: str, base_dir: Path | None = None):
+        """Compile and run `text` as a file in `base_dir` (default: a fresh temporary folder),
+        next to a copy of port_edits.sgl, which the port row's programs import."""
+        import shutil
+
         import sgl
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(base_dir or tmp) / "bench_program.sgl"
+            folder = Path(base_dir or tmp)
+            shutil.copy(bench_dir() / "port_edits.sgl", folder / "port_edits.sgl")
+            path = folder / "bench_program.sgl"
             path.write_text(text, encoding="utf-8")
-            program = sgl.compile(path, **self.overrides)
+            program = sgl.compile(path, **(self.overrides if self.method.tunable else {}))
             start = time.perf_counter()
             result = program.run(pipe=self.pipe, progress=self.progress, cache=self.cache)
             return result, time.perf_counter() - start
@@ -119,8 +162,8 @@ class Bench:
 
     # -- the edits ---------------------------------------------------------------------------
 
-    def scene_scores(self, index: int, kinds) -> tuple[list[Score], list[Score]]:
-        """(SGL scores, prompt-only scores) for one scene."""
+    def scene_scores(self, index: int, kinds) -> dict[str, list[Score]]:
+        """Scores by row (each method's, and "prompt-only") for one scene."""
         from sgl.models.shapes.data import COLOURS, render_scene
 
         scene = render_scene(BENCH_SEED0 + index, n_objects=2)
@@ -128,19 +171,24 @@ class Bench:
         seed = index
         original = self.original(scene, seed)
         orig = _blobs(original)
-        base = {"prompt": scene.caption, "seed": seed, "steps": self.steps}
-        sgl_scores, baseline = [], []
+        rows: dict[str, list[Score]] = {m.name: [] for m in self.methods}
+        rows["prompt-only"] = []
         for kind in kinds:
             if kind != "real_move" and not (orig[a.colour].present and orig[b.colour].present):
                 note = "an object is missing from the original"
-                sgl_scores.append(Score(kind, index, False, all_present=False, note=note))
-                baseline.append(Score(kind, index, False, all_present=False, note=note))
+                for scores in rows.values():
+                    scores.append(Score(kind, index, False, all_present=False, note=note))
                 continue
             run = getattr(self, "edit_resize" if kind.startswith("resize") else f"edit_{kind}")
-            scored = run(kind, index, scene, a, b, base, original, orig)
-            sgl_scores.append(scored[0])
-            baseline.append(scored[1])
-        return sgl_scores, baseline
+            for method in self.methods:
+                self.method = method
+                base = {"prompt": scene.caption, "seed": seed, "steps": self.steps, **method.fill()}
+                scored = run(kind, index, scene, a, b, base, original, orig)
+                rows[method.name].append(scored[0])
+            if scored[1].image is None:  # the grid shows what doing nothing gives
+                scored[1].image = _photo(scene) if kind == "real_move" else original
+            rows["prompt-only"].append(scored[1])
+        return rows
 
     def _move_like(self, kind, index, a, b, params, orig, edited_image, seconds, target, area_target):
         edited = _blobs(edited_image)
@@ -268,8 +316,9 @@ def _fmt(v, pct=False):
 
 def table(results: dict) -> str:
     lines = [f"{'edit':<18} {'method':<12} {'n':>3} {'success':>8} {'error':>7} {'drift':>7} {'present':>8} {'s/edit':>7}"]
-    for kind in results["sgl"]:
-        for method in ("sgl", "prompt-only"):
+    methods = [m for m in results if m in METHODS] + ["prompt-only"]
+    for kind in results["prompt-only"]:
+        for method in methods:
             r = results[method][kind]
             seconds = f"{r['seconds']:.1f}" if r["seconds"] else "—"
             lines.append(f"{kind:<18} {method:<12} {r['n']:>3} {_fmt(r['success'], True):>8} {_fmt(r['error']):>7} "
@@ -278,41 +327,46 @@ def table(results: dict) -> str:
 
 
 def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Path | None = None,
-              progress: bool = False, overrides: dict | None = None) -> dict:
+              progress: bool = False, overrides: dict | None = None, methods=("sgl", "port")) -> dict:
     from sgl.runtime.cache import RunCache
     from sgl.runtime.pipelines import load_pipeline
 
     pipe, _ = load_pipeline(pipe if pipe is not None else (overrides or {}).get("model", "shapes"))
-    bench = Bench(pipe, steps, RunCache(), progress, overrides)
-    sgl_scores, baseline = [], []
+    bench = Bench(pipe, steps, RunCache(), progress, overrides, [METHODS[m] for m in methods])
+    rows: dict[str, list[Score]] = {}
     start = time.perf_counter()
     for i in range(n):
-        s, b = bench.scene_scores(i, kinds)
-        sgl_scores += s
-        baseline += b
+        for name, scores in bench.scene_scores(i, kinds).items():
+            rows.setdefault(name, []).extend(scores)
     results = {"n": n, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
-               "sgl": summarise(sgl_scores), "prompt-only": summarise(baseline),
-               "per_scene": [{k: v for k, v in s.__dict__.items() if k != "image"} for s in sgl_scores]}
+               **{name: summarise(scores) for name, scores in rows.items()},
+               "per_scene": {name: [{k: v for k, v in s.__dict__.items() if k != "image"} for s in scores]
+                             for name, scores in rows.items()}}
     if grid_dir is not None:
-        _save_grid(sgl_scores, Path(grid_dir))
+        _save_grid(rows, Path(grid_dir))
     return results
 
 
-def _save_grid(scores: list[Score], folder: Path) -> None:
-    """One PNG per edit kind: the edited images of every scene side by side."""
+def _save_grid(rows: dict[str, list[Score]], folder: Path) -> None:
+    """One PNG per edit kind: a column per scene; the first row what doing nothing gives (the
+    original, or the photo), then each method's edited image (blank where it has none)."""
     from PIL import Image
 
     from sgl.files import png_bytes, write_bytes_atomic
 
-    for kind in dict.fromkeys(s.kind for s in scores):
-        images = [s.image for s in scores if s.kind == kind and s.image is not None]
+    order = ["prompt-only"] + [name for name in rows if name != "prompt-only"]
+    for kind in dict.fromkeys(s.kind for s in rows["prompt-only"]):
+        table = [[s for s in rows[name] if s.kind == kind] for name in order]
+        images = [s.image for line in table for s in line if s.image is not None]
         if not images:
             continue
         w, h = images[0].size
-        sheet = Image.new("RGB", (w * len(images), h), "white")
-        for i, im in enumerate(images):
-            sheet.paste(im.convert("RGB"), (i * w, 0))
+        sheet = Image.new("RGB", (w * len(table[0]), h * len(table)), "white")
+        for r, line in enumerate(table):
+            for c, score in enumerate(line):
+                if score.image is not None:
+                    sheet.paste(score.image.convert("RGB"), (c * w, r * h))
         write_bytes_atomic(folder / f"{kind}.png", png_bytes(sheet))
 
 
@@ -327,9 +381,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=50, help="sampling steps")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated edit kinds")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="write the results as JSON here")
-    parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind with every edited image")
+    parser.add_argument("--methods", default="sgl,port",
+                        help="comma-separated rows besides prompt-only: sgl (the stdlib), port (the SDXL "
+                             "port's weights and update, examples/bench/port_edits.sgl)")
+    parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind: originals, then each row's edits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting in every program (e.g. --set strength=30 for a sweep)")
+                        help="override a setting in the sgl row's programs (e.g. --set strength=2 for a sweep)")
 
 
 def command(args) -> int:
@@ -337,13 +394,16 @@ def command(args) -> int:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise SystemExit(f"unknown edit kinds: {', '.join(unknown)} (known: {', '.join(KINDS)})")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods or any(m not in METHODS for m in methods):
+        raise SystemExit(f"--methods takes some of: {', '.join(METHODS)}")
     from sgl.cli import parse_setting_value
 
     overrides = {}
     for item in args.overrides:
         key, _, value = item.partition("=")
         overrides[key.strip()] = parse_setting_value(value.strip())
-    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides)
+    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods)
     return publish(results, table(results), args.json_path)
 
 

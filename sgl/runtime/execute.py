@@ -27,21 +27,19 @@ from sgl.runtime.tokens import prompt_words
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
 
-# Self-guidance strength v and gradient mode when a program sets none. Stable Diffusion: the
-# public ports use about 1000 with the raw gradient (eps += 1000·∇g); a model folder may
-# recommend its own in `sgl.json` ({"strength": v, "gradient": "raw"|"unit"}).
+# Self-guidance strength v and gradient mode when a program sets none: a model folder
+# recommends its own in `sgl.json` ({"strength": v, "gradient": "raw"|"unit"}; the embedded
+# `shapes` model ships one, tuned on `sgl bench edits`); else the family's. Stable Diffusion:
+# the public ports use about 1000 with the raw gradient (eps += 1000·∇g).
 FAMILY_GUIDANCE = {"sd": {"strength": 1000.0, "gradient": "raw"},
                    "sdxl": {"strength": 1000.0, "gradient": "raw"}}
-# The embedded model's: the winner of the `sgl bench edits` sweep (docs/benchmarks.md).
-SHAPES_GUIDANCE = {"strength": 0.4, "gradient": "unit"}
 
 
 def model_guidance(info) -> dict:
     """The strength and gradient mode a model recommends: its folder's sgl.json, else its
     family's (the raw gradient at v = 1 for an unknown family)."""
+    out = dict(FAMILY_GUIDANCE.get(info.family, {"strength": 1.0, "gradient": "raw"}))
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
-    out = dict(SHAPES_GUIDANCE if info.origin == "shapes"
-               else FAMILY_GUIDANCE.get(info.family, {"strength": 1.0, "gradient": "raw"}))
     config = folder / "sgl.json"
     if config.is_file():
         try:

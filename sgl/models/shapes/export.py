@@ -41,6 +41,8 @@ def export(run=".train/run1", out=WEIGHTS_DIR, ema: bool = True, fp16: bool = Tr
         info["vae_steps"] = vs["step"]
         info["vae_minutes"] = round(vs["seconds"] / 60, 1)
     (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
+    if (out / "sgl.json").exists():  # the guidance tuned on `sgl bench edits` stays until re-tuned
+        shutil.copy(out / "sgl.json", tmp / "sgl.json")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
