@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "negative": "",
     "seed": 0,
     "steps": 50,
-    "cfg": 7.5,
+    "cfg": None,         # the model's recommended classifier-free guidance scale (7.5 for SD)
     "strength": None,    # the model's recommended self-guidance strength (sgl/runtime/execute.py)
     "model": "shapes",
     "scheduler": "ddim",

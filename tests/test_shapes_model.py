@@ -77,9 +77,9 @@ def test_shipped_model_generates_on_cpu(pipe):
 
 def test_shapes_recommends_the_tuned_unit_gradient():
     """The shipped weights carry the guidance tuned on `sgl bench edits` (sgl.json)."""
-    from sgl.runtime.execute import model_guidance
+    from sgl.runtime.execute import model_defaults
     from sgl.runtime.pipelines import SHAPES_DIR
 
     saved = json.loads((SHAPES_DIR / "sgl.json").read_text())
     info = type("Info", (), {"family": "sd", "origin": "shapes"})()
-    assert model_guidance(info) == {"strength": saved["strength"], "gradient": "unit"}
+    assert model_defaults(info) == {"strength": saved["strength"], "gradient": "unit", "cfg": saved["cfg"]}

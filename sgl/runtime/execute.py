@@ -27,18 +27,19 @@ from sgl.runtime.tokens import prompt_words
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
 
-# Self-guidance strength v and gradient mode when a program sets none: a model folder
-# recommends its own in `sgl.json` ({"strength": v, "gradient": "raw"|"unit"}; the embedded
-# `shapes` model ships one, tuned on `sgl bench edits`); else the family's. Stable Diffusion:
-# the public ports use about 1000 with the raw gradient (eps += 1000·∇g).
-FAMILY_GUIDANCE = {"sd": {"strength": 1000.0, "gradient": "raw"},
-                   "sdxl": {"strength": 1000.0, "gradient": "raw"}}
+# Settings a model recommends when a program sets none: its folder's `sgl.json`
+# ({"strength": v, "gradient": "raw"|"unit", "cfg": s}; the embedded `shapes` model ships one,
+# tuned on `sgl bench edits`), else its family's. Stable Diffusion: the public ports use about
+# 1000 with the raw gradient (eps += 1000·∇g), and diffusers' cfg 7.5.
+FAMILY_DEFAULTS = {"sd": {"strength": 1000.0, "gradient": "raw", "cfg": 7.5},
+                   "sdxl": {"strength": 1000.0, "gradient": "raw", "cfg": 7.5}}
+OTHER_DEFAULTS = {"strength": 1.0, "gradient": "raw", "cfg": 7.5}
 
 
-def model_guidance(info) -> dict:
-    """The strength and gradient mode a model recommends: its folder's sgl.json, else its
-    family's (the raw gradient at v = 1 for an unknown family)."""
-    out = dict(FAMILY_GUIDANCE.get(info.family, {"strength": 1.0, "gradient": "raw"}))
+def model_defaults(info) -> dict:
+    """The strength, gradient mode and cfg a model recommends: its folder's sgl.json, else its
+    family's."""
+    out = dict(FAMILY_DEFAULTS.get(info.family, OTHER_DEFAULTS))
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
     config = folder / "sgl.json"
     if config.is_file():
@@ -48,6 +49,8 @@ def model_guidance(info) -> dict:
                 out["strength"] = float(saved["strength"])
             if saved.get("gradient") in GRADIENTS:
                 out["gradient"] = saved["gradient"]
+            if "cfg" in saved:
+                out["cfg"] = float(saved["cfg"])
         except (ValueError, TypeError, OSError, AttributeError):
             pass
     return out
@@ -92,8 +95,8 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     energy = program.energy
     pipe, info = load_pipeline(pipe if pipe is not None else program.settings["model"], device, dtype)
     settings = dict(program.settings)
-    recommended = model_guidance(info)
-    for key in ("strength", "gradient"):
+    recommended = model_defaults(info)
+    for key in ("strength", "gradient", "cfg"):
         if settings.get(key) is None:
             settings[key] = recommended[key]
     height, width = resolution_hw(settings["resolution"], info.default_resolution)
