@@ -83,3 +83,16 @@ def test_shapes_recommends_the_tuned_unit_gradient():
     saved = json.loads((SHAPES_DIR / "sgl.json").read_text())
     info = type("Info", (), {"family": "sd", "origin": "shapes"})()
     assert model_defaults(info) == {"strength": saved["strength"], "gradient": "unit", "cfg": saved["cfg"]}
+
+
+def test_learning_rate_warms_up_then_decays_to_lr_end():
+    from types import SimpleNamespace
+
+    from sgl.models.shapes.train import learning_rate
+
+    args = SimpleNamespace(lr=5e-4, warmup=200, decay_start=1000, decay_end=2000, lr_end=2.5e-5)
+    assert learning_rate(args, 0) == pytest.approx(5e-4 / 200)
+    assert learning_rate(args, 500) == learning_rate(args, 1000) == 5e-4
+    assert learning_rate(args, 1500) == pytest.approx((5e-4 + 2.5e-5) / 2)
+    assert learning_rate(args, 2000) == learning_rate(args, 5000) == pytest.approx(2.5e-5)
+    assert learning_rate(SimpleNamespace(**{**vars(args), "decay_end": 0}), 5000) == 5e-4  # no decay

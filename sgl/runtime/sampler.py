@@ -44,8 +44,8 @@ TokenRequest = Mapping[Hashable, "str | Sequence[int]"]  # key → phrase of the
 
 # How the energy gradient enters the noise prediction: "raw" adds v·σ_t·∇g (the paper); "unit"
 # first scales ∇g to unit RMS per guided row, so that v is a step size in noise units whatever
-# the energy's scale (on the tiny `shapes` model the raw gradient's size varies by orders of
-# magnitude between steps and scenes: no single v moved objects without wrecking others).
+# the energy's scale (on the tiny `shapes` model the raw gradient's norm falls more than tenfold
+# along a run and differs between scenes: no single v moved objects without wrecking others).
 GRADIENTS = ("raw", "unit")
 
 
