@@ -87,3 +87,18 @@ def test_port_module_checks_and_templates_fill(tmp_path):
             program = tmp_path / f"{method.name}_{path.name[:-3]}"
             program.write_text(text)
             check_file(program)  # raises SGLError with the diagnostics
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
+def test_bench_edits_moves_objects_on_eight_scenes(tmp_path):
+    """Larger N (slow): on the shipped weights the sgl row really moves objects (the measured
+    success is well above doing nothing), keeping every object present in most scenes."""
+    out = tmp_path / "edits.json"
+    done = _bench("edits", "--n", "8", "--kinds", "move,keep_others", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for kind in ("move", "keep_others"):
+        assert result["prompt-only"][kind]["success"] == 0.0  # the targets are 0.25 away
+        assert result["sgl"][kind]["success"] >= 0.25
+        assert result["sgl"][kind]["all_present"] >= 0.75

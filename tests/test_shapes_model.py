@@ -96,3 +96,26 @@ def test_learning_rate_warms_up_then_decays_to_lr_end():
     assert learning_rate(args, 1500) == pytest.approx((5e-4 + 2.5e-5) / 2)
     assert learning_rate(args, 2000) == learning_rate(args, 5000) == pytest.approx(2.5e-5)
     assert learning_rate(SimpleNamespace(**{**vars(args), "decay_end": 0}), 5000) == 5e-4  # no decay
+
+
+def test_trainer_runs_both_stages_and_exports_a_loadable_pipeline(tmp_path):
+    """A few seconds of the real trainer (tiny data, on the CPU), resumed once, then exported:
+    the folder loads offline with diffusers and generates."""
+    from diffusers import StableDiffusionPipeline
+
+    from sgl.models.shapes.export import export
+    from sgl.models.shapes.train import main
+
+    run = tmp_path / "run"
+    common = ["--out", str(run), "--n-scenes", "64", "--vae-minutes", "0.01", "--batch", "4",
+              "--vae-batch", "4", "--threads", "1", "--eval-every", "100000", "--device", "cpu"]
+    main([*common, "--minutes", "0.01"])
+    first = (run / "log.txt").read_text()
+    assert "vae done" in first and "stage 2 finished" in first
+    main([*common, "--minutes", "0.03", "--resume"])
+    assert "resumed stage 2" in (run / "log.txt").read_text()
+    out = export(run, tmp_path / "weights")
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red circle", num_inference_steps=2, guidance_scale=5).images[0]
+    assert image.size == (64, 64)

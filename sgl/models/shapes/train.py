@@ -27,6 +27,22 @@ from .build import ShapesConfig, build_components, save_pipeline
 from .grounding import attention_centroid, grounding_loss, install
 
 EVAL_SEED0 = 10_000_000  # held-out seeds for evaluation (training uses 0 … n_scenes-1)
+# Where training runs: set by main() from --device (default: CUDA when there is one). Data are
+# rendered and cached on the CPU; each batch moves to the device.
+DEVICE = torch.device("cpu")
+
+
+def to_device(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return (torch.from_numpy(x) if isinstance(x, np.ndarray) else x).to(DEVICE)
+
+
+def pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1] on the device."""
+    return to_device(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def log(out: Path, msg: str):
@@ -76,7 +92,7 @@ def train_vae(args, out: Path, comps, cache, cfg: ShapesConfig):
     state = {"step": 0, "seconds": 0.0}
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     if ck.exists():
-        s = torch.load(ck, weights_only=False)
+        s = torch.load(ck, weights_only=False, map_location=DEVICE)
         vae.load_state_dict(s["vae"])
         opt.load_state_dict(s["opt"])
         state = s["state"]
@@ -92,7 +108,7 @@ def train_vae(args, out: Path, comps, cache, cfg: ShapesConfig):
     vae.train()
     while time.time() - t0 < args.vae_minutes * 60:
         idx = rng.integers(0, len(images), args.vae_batch)
-        x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = pixels(images[idx])
         if args.vae_crop and args.vae_crop < x.shape[-1] and time.time() - t0 < (args.vae_minutes - 3) * 60:
             # random crops (the VAE is convolutional): 4x cheaper steps; full images at the end
             f = 2 ** (len(cfg.vae_channels) - 1)
@@ -121,14 +137,14 @@ def train_vae(args, out: Path, comps, cache, cfg: ShapesConfig):
     # reconstructions of held-out scenes + scaling factor
     with torch.no_grad():
         ev = np.stack([data.render_scene(EVAL_SEED0 + i).image for i in range(16)])
-        x = torch.from_numpy(ev).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = pixels(ev)
         rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
         err = (rec - x).abs().mean().item() * 127.5
-        r8 = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        r8 = to_uint8(rec)
         save_png(data.grid(list(ev) + list(r8), ncol=16), out / "vae_recon.png")
         zs = []
-        for i in range(0, 2048, 256):
-            xb = torch.from_numpy(images[i:i + 256]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        for i in range(0, min(2048, len(images)), 256):
+            xb = pixels(images[i:i + 256])
             zs.append(vae.encode(xb).latent_dist.mode())
         std = torch.cat(zs).std().item()
     state["scaling_factor"] = 1.0 / std
@@ -147,8 +163,8 @@ def encode_latents(out: Path, vae, cache, scaling: float):
     lat = []
     with torch.no_grad():
         for i in range(0, len(images), 512):
-            xb = torch.from_numpy(images[i:i + 512]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            lat.append((vae.encode(xb).latent_dist.mode() * scaling).half().numpy())
+            xb = pixels(images[i:i + 512])
+            lat.append((vae.encode(xb).latent_dist.mode() * scaling).half().cpu().numpy())
     lat = np.concatenate(lat)
     np.save(out / "latents.tmp.npy", lat)
     os.replace(out / "latents.tmp.npy", path)
@@ -175,12 +191,12 @@ class EMA:
 
 def eval_set(tok, cfg, vae, n=64):
     scenes = [data.render_scene(EVAL_SEED0 + 1000 + i) for i in range(n)]
-    x = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = pixels(np.stack([s.image for s in scenes]))
     with torch.no_grad():
         lat = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
-    ids = tokenize(tok, [s.caption for s in scenes], cfg.max_tokens)
-    shape_pos = torch.tensor([data.word_positions(s.objects)[0]["shape"] for s in scenes])
-    cent = torch.tensor([s.objects[0].centroid for s in scenes])
+    ids = to_device(tokenize(tok, [s.caption for s in scenes], cfg.max_tokens))
+    shape_pos = to_device(torch.tensor([data.word_positions(s.objects)[0]["shape"] for s in scenes]))
+    cent = to_device(torch.tensor([s.objects[0].centroid for s in scenes]))
     return {"scenes": scenes, "lat": lat, "ids": ids, "shape_pos": shape_pos, "cent": cent}
 
 
@@ -192,8 +208,8 @@ def eval_localisation(unet, te, sched, ev, store, t_values=(200, 500, 800)):
     enc = te(ev["ids"])[0]
     errs = {}
     for t in t_values:
-        noise = torch.randn(ev["lat"].shape, generator=g)
-        tt = torch.full((len(noise),), t, dtype=torch.long)
+        noise = to_device(torch.randn(ev["lat"].shape, generator=g))
+        tt = torch.full((len(noise),), t, dtype=torch.long, device=DEVICE)
         zt = sched.add_noise(ev["lat"], noise, tt)
         store.clear()
         unet(zt, tt, enc)
@@ -212,16 +228,16 @@ def sample_grid(unet, te, vae, tok, sched_cfg, cfg, prompts, steps=25, cfg_scale
     sched = DDIMScheduler.from_config(sched_cfg)
     sched.set_timesteps(steps)
     n = len(prompts)
-    ids = tokenize(tok, list(prompts) + [""] * n, cfg.max_tokens)
+    ids = to_device(tokenize(tok, list(prompts) + [""] * n, cfg.max_tokens))
     enc = te(ids)[0]
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn((n, cfg.latent_channels, cfg.latent_size, cfg.latent_size), generator=g)
+    z = to_device(torch.randn((n, cfg.latent_channels, cfg.latent_size, cfg.latent_size), generator=g))
     for t in sched.timesteps:
         e = unet(torch.cat([z, z]), t, enc).sample
         ec, eu = e.chunk(2)
         z = sched.step(eu + cfg_scale * (ec - eu), t, z).prev_sample
     img = vae.decode(z / vae.config.scaling_factor).sample
-    return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return to_uint8(img)
 
 
 def learning_rate(args, step: int) -> float:
@@ -243,7 +259,7 @@ def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
     ema = EMA(unet, args.ema)
     ema_te = EMA(te, args.ema)
     if ck.exists():
-        s = torch.load(ck, weights_only=False)
+        s = torch.load(ck, weights_only=False, map_location=DEVICE)
         unet.load_state_dict(s["unet"])
         te.load_state_dict(s["te"])
         opt.load_state_dict(s["opt"])
@@ -260,7 +276,7 @@ def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
     labels_all = torch.from_numpy(cache["labels"])
     tokpos_all = torch.from_numpy(cache["tokpos"].astype(np.int64))
     lat_all = torch.from_numpy(latents)
-    alphas = sched.alphas_cumprod
+    alphas = sched.alphas_cumprod.to(DEVICE)
     n = len(lat_all)
 
     rng = np.random.default_rng(1000 + state["step"])
@@ -274,19 +290,21 @@ def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
     while args.minutes <= 0 or time.time() - t0 < args.minutes * 60:
         ts = time.time()
         idx = torch.from_numpy(rng.integers(0, n, args.batch))
-        z0 = lat_all[idx].float()
+        z0 = to_device(lat_all[idx].float())
         ids = ids_all[idx].clone()
         keep = torch.from_numpy(rng.random(args.batch) >= args.drop)
         ids[~keep] = empty_ids
+        ids, keep = to_device(ids), to_device(keep)
         noise = torch.randn_like(z0)
-        t = torch.from_numpy(rng.integers(0, 1000, args.batch))
+        t = to_device(rng.integers(0, 1000, args.batch))
         ab = alphas[t].view(-1, 1, 1, 1)
         zt = ab.sqrt() * z0 + (1 - ab).sqrt() * noise
         store.clear()
         enc = te(ids)[0]
         pred = unet(zt, t, enc).sample
         l_eps = F.mse_loss(pred, noise)
-        l_gr, inside = grounding_loss(store, labels_all[idx], tokpos_all[idx], keep, min_res=args.ground_min_res)
+        l_gr, inside = grounding_loss(store, to_device(labels_all[idx]), to_device(tokpos_all[idx]), keep,
+                                      min_res=args.ground_min_res)
         loss = l_eps + args.ground * l_gr
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -356,7 +374,10 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--ckpt-minutes", type=float, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     args = p.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -369,8 +390,10 @@ def main(argv=None):
         cfg = ShapesConfig()
         cfg_path.write_text(cfg.to_json())
     (out / "args.json").write_text(json.dumps(vars(args), indent=1))
-    log(out, f"start {vars(args)}")
+    log(out, f"start on {DEVICE} {vars(args)}")
     comps = build_components(cfg)
+    for name in ("vae", "text_encoder", "unet"):
+        comps[name].to(DEVICE)
     cache = load_cache(out.parent / f"cache_{args.n_scenes}.npz", args.n_scenes, args.threads)
     log(out, f"cache: {len(cache['images'])} scenes")
     vstate = train_vae(args, out, comps, cache, cfg)
