@@ -164,11 +164,12 @@ class Bench:
 
     def scene_scores(self, index: int, kinds) -> dict[str, list[Score]]:
         """Scores by row (each method's, and "prompt-only") for one scene."""
-        from sgl.models.shapes.data import COLOURS, render_scene
+        from sgl.models.shapes.data import render_scene
 
         scene = render_scene(BENCH_SEED0 + index, n_objects=2)
         a, b = scene.objects
         seed = index
+        self.method = self.methods[0]  # the original as the first row's programs see it (its overrides)
         original = self.original(scene, seed)
         orig = _blobs(original)
         rows: dict[str, list[Score]] = {m.name: [] for m in self.methods}
