@@ -30,6 +30,7 @@ def test_wheel_contains_grammar_stdlib_and_weights(wheel):
         assert f"sgl/_data/stdlib/{module}.sgl" in names
     if (ROOT / "sgl/models/shapes/weights/model_index.json").exists():
         assert "sgl/models/shapes/weights/model_index.json" in names
+        assert "sgl/models/shapes/weights/sgl.json" in names  # the tuned guidance travels with it
 
 
 def test_installed_wheel_checks_a_program_outside_the_checkout(wheel, tmp_path):
