@@ -23,9 +23,12 @@ SETTINGS: dict[str, str] = {
 # in step without the compiler importing the runtime).
 SCHEDULERS = ("ddim", "ddpm", "pndm", "euler", "euler_a", "dpm")
 
-# How the energy gradient enters the noise prediction (sgl/runtime/sampler.py `GRADIENTS`):
+# How the energy gradient enters the noise prediction (the runtime's sampler reads this table):
 # "raw" = the paper's v·σ_t·∇g, "unit" = v·σ_t·∇g / rms(∇g).
 GRADIENTS = ("raw", "unit")
+
+# Settings whose string takes one of a fixed set of values, and the error for any other.
+_CHOICES = {"scheduler": (SCHEDULERS, errors.unknown_scheduler), "gradient": (GRADIENTS, errors.unknown_gradient)}
 
 _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
              "number": "a number", "resolution": "a size such as `512` or `512x768`"}
@@ -92,11 +95,9 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
         if problem:
             diags.append(errors.setting_range(s.name, problem, vspan))
             continue
-        if s.name == "scheduler" and value.lower() not in SCHEDULERS:
-            diags.append(errors.unknown_scheduler(value, vspan, did_you_mean(value.lower(), SCHEDULERS), SCHEDULERS))
-            continue
-        if s.name == "gradient" and value.lower() not in GRADIENTS:
-            diags.append(errors.unknown_gradient(value, vspan, did_you_mean(value.lower(), GRADIENTS), GRADIENTS))
+        if s.name in _CHOICES and value.lower() not in _CHOICES[s.name][0]:
+            known, error = _CHOICES[s.name]
+            diags.append(error(value, vspan, did_you_mean(value.lower(), known), known))
             continue
         values[s.name] = value
     return values, where, diags

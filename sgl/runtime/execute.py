@@ -22,7 +22,8 @@ from sgl.runtime.hooks import Recorded
 from sgl.runtime.invert import invert
 from sgl.runtime.pipelines import SHAPES_DIR, load_pipeline, make_scheduler
 from sgl.runtime.result import Result
-from sgl.runtime.sampler import GRADIENTS, SELF, SourceSpec, in_windows, sample
+from sgl.check.settings import GRADIENTS
+from sgl.runtime.sampler import SELF, SourceSpec, in_windows, sample
 from sgl.runtime.tokens import prompt_words
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
@@ -31,9 +32,9 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 # ({"strength": v, "gradient": "raw"|"unit", "cfg": s}; the embedded `shapes` model ships one,
 # tuned on `sgl bench edits`), else its family's. Stable Diffusion: the public ports use about
 # 1000 with the raw gradient (eps += 1000·∇g), and diffusers' cfg 7.5.
-FAMILY_DEFAULTS = {"sd": {"strength": 1000.0, "gradient": "raw", "cfg": 7.5},
-                   "sdxl": {"strength": 1000.0, "gradient": "raw", "cfg": 7.5}}
-OTHER_DEFAULTS = {"strength": 1.0, "gradient": "raw", "cfg": 7.5}
+SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5}
+FAMILY_DEFAULTS = {"sd": SD_DEFAULTS, "sdxl": SD_DEFAULTS}
+OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 
 
 def model_defaults(info) -> dict:

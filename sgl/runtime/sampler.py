@@ -27,6 +27,7 @@ from typing import Callable, Collection, Hashable, Mapping, Sequence
 
 import torch
 
+from sgl.check.settings import GRADIENTS
 from sgl.diagnostics import SGLError, Span
 from sgl.runtime.hooks import Recorded, Recorder, SourceRows
 from sgl.runtime.pipelines import ModelInfo, model_info
@@ -42,15 +43,11 @@ TokenRequest = Mapping[Hashable, "str | Sequence[int]"]  # key → phrase of the
 # Public data
 
 
-# How the energy gradient enters the noise prediction: "raw" adds v·σ_t·∇g (the paper); "unit"
-# first scales ∇g to unit RMS per guided row, so that v is a step size in noise units whatever
-# the energy's scale (on the tiny `shapes` model the raw gradient's norm falls more than tenfold
-# along a run and differs between scenes: no single v moved objects without wrecking others).
-GRADIENTS = ("raw", "unit")
-
-
 def unit_rms(grad: torch.Tensor) -> torch.Tensor:
-    """∇g scaled to unit root-mean-square per row (a zero gradient stays zero)."""
+    """∇g scaled to unit root-mean-square per row (a zero gradient stays zero): `gradient
+    "unit"`, so that v is a step size in noise units whatever the energy's scale (on the tiny
+    `shapes` model the raw gradient's norm falls more than tenfold along a run and differs
+    between scenes: no single raw v moved objects without wrecking others)."""
     rms = grad.flatten(1).pow(2).mean(1).sqrt().view(-1, *([1] * (grad.dim() - 1)))
     return grad / rms.clamp(min=1e-12)
 
@@ -645,8 +642,9 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     every step where `guide_when(step)` holds (default: every step) and strength ≠ 0, with
     `recorded[name]` for "self" and each source that records at that step; it returns None when
     no term is active (then no gradient is taken). `gradient`: "raw" adds strength·σ_t·∇g to the
-    noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`).
-    `scheduler`: a diffusers scheduler instance (default: a copy of the pipeline's). `attn_layers`: a `layers "…"` pattern (None = profile).
+    noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`). `scheduler`: a
+    diffusers scheduler instance (default: a copy of the pipeline's). `attn_layers`: a `layers
+    "…"` pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
     `start_latents`: start the guided run from these latents instead of the seed's noise (e.g.
