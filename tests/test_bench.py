@@ -89,6 +89,37 @@ def test_port_module_checks_and_templates_fill(tmp_path):
             check_file(program)  # raises SGLError with the diagnostics
 
 
+def test_objects_whose_colour_the_prompt_leaves_open_are_found_by_shape():
+    """`locate` on rendered scenes (exact pictures): named colours by colour, open ones by matching
+    the remaining blobs to their shape words."""
+    from sgl.bench.edits import described, locate, unused_colour
+    from sgl.models.shapes.data import render_scene
+    from sgl.models.shapes.measure import segment
+
+    checked = 0
+    for seed in range(40):
+        scene = render_scene(seed, n_objects=2)
+        blobs = segment(scene.image)
+        if not all(blobs[o.colour].present for o in scene.objects):
+            continue  # hidden behind the other object
+        a, b = described("layout_appearance", scene)
+        assert not a.says_colour and not b.says_colour
+        found = locate(blobs, [a, b])
+        assert [f.colour for f in found] == [o.colour for o in scene.objects], seed
+        a, b = described("appearance_swap", scene)
+        assert not a.says_colour and b.says_colour
+        assert [f.colour for f in locate(blobs, [a, b])] == [o.colour for o in scene.objects]
+        new = unused_colour(blobs, seed)
+        assert new not in {o.colour for o in scene.objects}
+        assert unused_colour(blobs, seed, also=(new,)) != new
+        checked += 1
+    assert checked >= 30
+    a, _ = described("resize_1.5", render_scene(0, n_objects=2))
+    assert not a.says_size and a.says_colour
+    a, b = described("move", render_scene(0, n_objects=2))
+    assert a.says_colour and a.says_size and b.says_colour
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
 def test_bench_edits_moves_objects_on_eight_scenes(tmp_path):

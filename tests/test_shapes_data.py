@@ -57,6 +57,32 @@ def test_caption_and_word_positions():
     assert "an orange" in data.caption_of([data.SceneObject("orange", "star", None, (0.5, 0.5), 0.1, np.zeros((1, 1), bool))])
 
 
+def test_vague_captions_leave_words_out_but_never_change_the_picture():
+    for seed in range(20):
+        full, vague, none = (data.render_scene(seed, vague=v) for v in (0.0, 0.5, 1.0))
+        assert np.array_equal(full.image, vague.image) and np.array_equal(full.image, none.image)
+        assert none.caption == " and ".join("a " + o.shape for o in full.objects)  # only shape words
+        assert all(o.says_size and o.says_colour for o in full.objects)
+        for o, pos in zip(vague.objects, data.word_positions(vague.objects)):
+            tokens = ["<bos>"] + vague.caption.split()
+            assert tokens[pos["shape"]] == o.shape
+            assert ("colour" in pos) == o.says_colour and ("size" in pos) == bool(o.size and o.says_size)
+            if "colour" in pos:
+                assert tokens[pos["colour"]] == o.colour
+    left_out = sum(not o.says_colour for s in range(200) for o in data.render_scene(s, vague=0.3).objects)
+    total = sum(len(data.render_scene(s).objects) for s in range(200))
+    assert 0.2 < left_out / total < 0.4
+    cache = data.build_cache(range(30), vague=1.0)
+    assert (cache["tokpos"][:, :, 0] == -1).all() and (cache["tokpos"][:, :, 2] == -1).all()
+
+
+def test_vaguer_drops_only_what_it_is_asked_to():
+    o = data.render_scene(3, n_objects=1).objects[0]
+    assert o.vaguer(size=True).words == [o.colour, o.shape]
+    assert o.vaguer(size=False, colour=True).words == ([o.size] if o.size else []) + [o.shape]
+    assert o.words == ([o.size] if o.size else []) + [o.colour, o.shape]
+
+
 def test_vocabulary_is_rich_enough():
     assert len(data.COLOURS) >= 6 and len(data.SHAPES) >= 4
     pal = np.array(list(data.PALETTE.values()), float)

@@ -8,9 +8,12 @@ scores the edited image against what the edit asked for:
 
   move / keep_others   object a's centroid within 0.05 of original + (dx, 0); its area within
                        20 % of the original; it is still there in its colour
-  resize_1.5 / _0.6    area within 20 % of factor² × the original; centroid within 0.05
-  appearance_swap      a's shape is drawn in the reference's colour (a's colour gone) where a was
-  layout_appearance    every object within 0.05 of its original centroid, all present
+  resize_1.5 / _0.6    area within 20 % of factor² × the original; centroid within 0.05 (the
+                       prompt gives a no size word: a caption's size word fixes the size)
+  appearance_swap      the prompt leaves a's colour open; a reference draws a in a colour the
+                       original does not show: a must wear it where a was, its old colour gone
+  layout_appearance    the prompt leaves both colours open; a reference names two new colours:
+                       each object where it was in the original, in the reference's colour
   compose              a within 0.05 of where reference r1 drew it, b where r2 drew it
   real_move            on a rendered (real) image, loaded and inverted: a within 0.05 of its true
                        centroid + (dx, 0), the others within 0.05 of theirs
@@ -23,6 +26,7 @@ for every edit. The `prompt-only` row scores the unguided original against the s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import string
 import tempfile
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from sgl.bench import publish
+from sgl.models.shapes.data import caption_of
 
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
 CENTROID_TOL = 0.05
@@ -130,6 +135,43 @@ def _caption(obj) -> str:
     return obj.phrase
 
 
+def described(kind: str, scene):
+    """The scene's two objects as the kind's prompt describes them: a resize leaves object a's
+    size open (no size word: the caption's size word would fix the size the edit changes), an
+    appearance swap leaves a's colour open, layout + appearance both colours (the look comes
+    from the reference); the other kinds use the full caption."""
+    a, b = scene.objects
+    resize, swap, both = kind.startswith("resize"), kind == "appearance_swap", kind == "layout_appearance"
+    return a.vaguer(size=resize, colour=swap or both), b.vaguer(size=False, colour=both)
+
+
+def locate(blobs, objects) -> list:
+    """The blob of each object: by its colour where the prompt names it; the objects whose colour
+    it leaves open take the largest remaining blobs, matched to their shape words (None: missing)."""
+    named = {o.colour for o in objects if o.says_colour}
+    found = [blobs[o.colour] if o.says_colour and blobs[o.colour].present else None for o in objects]
+    open_ = [i for i, o in enumerate(objects) if not o.says_colour]
+    if open_:
+        spare = sorted((bl for c, bl in blobs.items() if bl.present and c not in named), key=lambda bl: -bl.area)
+        spare = spare[:len(open_)]
+        if len(spare) == len(open_):
+            from sgl.models.shapes.measure import match_shapes
+
+            shapes = [objects[i].shape for i in open_]
+            order = match_shapes([bl.mask for bl in spare], shapes)
+            for bl, shape in zip(spare, order):
+                found[next(i for i in open_ if objects[i].shape == shape)] = bl
+    return found
+
+
+def unused_colour(blobs, index: int, also=()) -> str:
+    """A palette colour absent from the image (and not in `also`), varied with the scene index."""
+    from sgl.models.shapes.data import COLOURS
+
+    free = [c for c in COLOURS if not blobs[c].present and c not in also]
+    return free[index % len(free)]
+
+
 class Bench:
     def __init__(self, pipe, steps: int, cache, progress: bool = False, overrides: dict | None = None,
                  methods=(SGL, PORT)):
@@ -155,8 +197,8 @@ class Bench:
             result = program.run(pipe=self.pipe, progress=self.progress, cache=self.cache)
             return result, time.perf_counter() - start
 
-    def original(self, scene, seed: int):
-        text = f'prompt "{scene.caption}"\nseed {seed}\nsteps {self.steps}\n'
+    def original(self, prompt: str, seed: int):
+        text = f'prompt "{prompt}"\nseed {seed}\nsteps {self.steps}\n'
         result, _ = self.run_program(text)  # no constraints: only the (cached) original runs
         return result.original
 
@@ -167,23 +209,27 @@ class Bench:
         from sgl.models.shapes.data import render_scene
 
         scene = render_scene(BENCH_SEED0 + index, n_objects=2)
-        a, b = scene.objects
         seed = index
-        self.method = self.methods[0]  # the original as the first row's programs see it (its overrides)
-        original = self.original(scene, seed)
-        orig = _blobs(original)
         rows: dict[str, list[Score]] = {m.name: [] for m in self.methods}
         rows["prompt-only"] = []
         for kind in kinds:
-            if kind != "real_move" and not (orig[a.colour].present and orig[b.colour].present):
+            a, b = described(kind, scene)
+            prompt = caption_of([a, b])
+            self.method = self.methods[0]  # the original as the first row's programs see it (its overrides)
+            original = None if kind == "real_move" else self.original(prompt, seed)
+            orig = None if original is None else _blobs(original)
+            found = None if orig is None else locate(orig, [a, b])
+            if kind != "real_move" and None in found:
                 note = "an object is missing from the original"
                 for scores in rows.values():
                     scores.append(Score(kind, index, False, all_present=False, note=note))
                 continue
+            if found is not None:  # the colours the original gave objects the prompt leaves open
+                a, b = (o if o.says_colour else dataclasses.replace(o, colour=f.colour) for o, f in zip((a, b), found))
             run = getattr(self, "edit_resize" if kind.startswith("resize") else f"edit_{kind}")
             for method in self.methods:
                 self.method = method
-                base = {"prompt": scene.caption, "seed": seed, "steps": self.steps, **method.fill()}
+                base = {"prompt": prompt, "seed": seed, "steps": self.steps, **method.fill()}
                 scored = run(kind, index, scene, a, b, base, original, orig)
                 rows[method.name].append(scored[0])
             if scored[1].image is None:  # the grid shows what doing nothing gives
@@ -224,29 +270,35 @@ class Bench:
                                orig[a.colour].centroid, orig[a.colour].area * factor * factor)
 
     def edit_appearance_swap(self, kind, index, scene, a, b, base, original, orig):
-        ref_prompt = " and ".join(
-            o.phrase.replace(o.colour, other) for o, other in ((a, b.colour), (b, a.colour)))
-        text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref_prompt, ref_seed=index + 1000)
+        new = unused_colour(orig, index)  # a colour the original does not show
+        ref = caption_of([dataclasses.replace(a, colour=new, says_colour=True), b])
+        text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref, ref_seed=index + 1000)
         result, secs = self.run_program(text)
-        edited = _blobs(result.image)
         scores = []
-        for blobs, img, s in ((edited, result.image, secs), (orig, None, 0.0)):
-            new = blobs[b.colour]  # a's shape should now wear b's colour, where a was
-            near = new.present and _dist(new.centroid, orig[a.colour].centroid) <= CENTROID_TOL
+        for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
+            worn = blobs[new]  # a's shape should now wear the reference's colour, where a was
+            error = _dist(worn.centroid, orig[a.colour].centroid) if worn.present else None
             gone = not blobs[a.colour].present or blobs[a.colour].area < 0.2 * orig[a.colour].area
-            error = _dist(new.centroid, orig[a.colour].centroid) if new.present else None
-            scores.append(Score(kind, index, bool(near and gone), error, None, new.present, s, "", img))
+            drift, present = _drift(orig, blobs, [b.colour])
+            ok = error is not None and error <= CENTROID_TOL and gone and present
+            scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, "", img))
         return scores
 
     def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig):
-        text = template(kind).substitute(base, ref_seed=index + 1000)
+        new_a = unused_colour(orig, index)
+        new_b = unused_colour(orig, index + 1, also=(new_a,))
+        ref = caption_of([dataclasses.replace(a, colour=new_a, says_colour=True),
+                          dataclasses.replace(b, colour=new_b, says_colour=True)])
+        text = template(kind).substitute(base, ref_prompt=ref, ref_seed=index + 1000)
         result, secs = self.run_program(text)
-        edited = _blobs(result.image)
         scores = []
-        for blobs, img, s in ((edited, result.image, secs), (orig, None, 0.0)):
-            drift, present = _drift(orig, blobs, [a.colour, b.colour])
-            ok = present and drift is not None and drift <= CENTROID_TOL
-            scores.append(Score(kind, index, ok, drift, drift, present, s, "", img))
+        for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
+            # a where a was, in the colour the reference gave a; b likewise
+            errors = [_dist(blobs[c].centroid, orig[o.colour].centroid) if blobs[c].present else None
+                      for c, o in ((new_a, a), (new_b, b))]
+            present = None not in errors
+            error = max(errors) if present else None
+            scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
         return scores
 
     def edit_compose(self, kind, index, scene, a, b, base, original, orig):

@@ -5,7 +5,12 @@ different colour and a different shape, so every caption word names exactly one 
 are drawn at 4x supersampling and box-filtered down, so edges are anti-aliased; an object's mask is
 the set of pixels whose supersampled coverage by that (visible) object is at least one half.
 
-Caption grammar: objects joined by " and ", each "a [small|big] <colour> <shape>".
+Caption grammar: objects joined by " and ", each "a [small|big] [<colour>] <shape>".
+
+With `vague > 0` (the trainer's `--vague`) each object's size word and colour word are left out of
+the caption with that probability (drawn from a separate random stream, so the picture of a seed
+never changes): the model then also learns captions that leave an object's size or look open,
+which is what self-guidance edits (a resize, an appearance from a reference) need a prompt to do.
 """
 
 from __future__ import annotations
@@ -47,10 +52,21 @@ class SceneObject:
     mask: np.ndarray = field(repr=False)  # bool HxW, visible pixels of this object
     centroid: tuple[float, float] = (0.0, 0.0)  # mask centroid, pixel centres, in [0, 1]
     area: float = 0.0  # mask area / image area
+    says_size: bool = True  # the caption names the size word (when there is one)
+    says_colour: bool = True  # the caption names the colour
 
     @property
     def words(self) -> list[str]:
-        return ([self.size] if self.size else []) + [self.colour, self.shape]
+        """The object's words in the caption."""
+        return (([self.size] if self.size and self.says_size else []) + ([self.colour] if self.says_colour else [])
+                + [self.shape])
+
+    def vaguer(self, size: bool = True, colour: bool = False) -> "SceneObject":
+        """The same object described without its size word (`size`) and/or its colour (`colour`)."""
+        import dataclasses
+
+        return dataclasses.replace(self, says_size=self.says_size and not size,
+                                   says_colour=self.says_colour and not colour)
 
     @property
     def phrase(self) -> str:
@@ -114,8 +130,9 @@ def _coverage(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndarr
     return a
 
 
-def render_scene(seed: int, size: int = IMAGE_SIZE, n_objects: int | None = None) -> Scene:
-    """The scene for `seed` (deterministic)."""
+def render_scene(seed: int, size: int = IMAGE_SIZE, n_objects: int | None = None, vague: float = 0.0) -> Scene:
+    """The scene for `seed` (deterministic); `vague`: the probability that the caption leaves out an
+    object's size word, and independently its colour word."""
     rng = np.random.default_rng([seed, 0x5617])
     n = n_objects or int(rng.choice([1, 2, 3], p=[0.25, 0.40, 0.35]))
     colours = rng.choice(len(COLOURS), n, replace=False)
@@ -150,11 +167,13 @@ def render_scene(seed: int, size: int = IMAGE_SIZE, n_objects: int | None = None
     image = np.clip(img.round(), 0, 255).astype(np.uint8)
     ys, xs = np.mgrid[0:size, 0:size]
     objects = []
-    for (colour, shape, sw, cx, cy, r), cov in zip(specs, covs):
+    says = np.random.default_rng([seed, 0xCA9]).random((n, 2)) >= vague
+    for (colour, shape, sw, cx, cy, r), cov, (say_size, say_colour) in zip(specs, covs, says):
         m = cov >= 0.5
         cnt = max(int(m.sum()), 1)
         cen = (float((xs[m] + 0.5).sum() / cnt / size), float((ys[m] + 0.5).sum() / cnt / size))
-        objects.append(SceneObject(colour, shape, sw, (float(cx), float(cy)), float(r), m, cen, float(m.mean())))
+        objects.append(SceneObject(colour, shape, sw, (float(cx), float(cy)), float(r), m, cen, float(m.mean()),
+                                   bool(say_size), bool(say_colour)))
     return Scene(seed, image, tuple(int(v) for v in bg), objects)
 
 
@@ -171,12 +190,10 @@ def word_positions(objects) -> list[dict[str, int]]:
             pos += 1  # "and"
         pos += 1  # "a" / "an"
         d = {}
-        if o.size:
-            d["size"] = pos
+        for word in o.words:
+            kind = "size" if word in SIZES else "colour" if word in PALETTE else "shape"
+            d[kind] = pos
             pos += 1
-        d["colour"] = pos
-        d["shape"] = pos + 1
-        pos += 2
         out.append(d)
     return out
 
@@ -185,7 +202,7 @@ MAX_OBJECTS = 3
 MAX_TOKENS = 24  # CLIP max_position_embeddings
 
 
-def build_cache(seeds, size: int = IMAGE_SIZE):
+def build_cache(seeds, size: int = IMAGE_SIZE, vague: float = 0.0):
     """Arrays for training: images uint8 NxHxWx3, labels uint8 NxHxW, token positions int16 Nx3x3
     (object x [colour, shape, size], -1 where absent), captions (list of str), centroids float32 Nx3x2."""
     seeds = list(seeds)
@@ -196,26 +213,27 @@ def build_cache(seeds, size: int = IMAGE_SIZE):
     cents = np.zeros((n, MAX_OBJECTS, 2), np.float32)
     captions = []
     for k, s in enumerate(seeds):
-        sc = render_scene(int(s), size)
+        sc = render_scene(int(s), size, vague=vague)
         images[k] = sc.image
         labels[k] = sc.labels
         captions.append(sc.caption)
         for i, (o, wp) in enumerate(zip(sc.objects, word_positions(sc.objects))):
-            tokpos[k, i] = [wp["colour"], wp["shape"], wp.get("size", -1)]
+            tokpos[k, i] = [wp.get("colour", -1), wp["shape"], wp.get("size", -1)]
             cents[k, i] = o.centroid
     return {"images": images, "labels": labels, "tokpos": tokpos, "centroids": cents, "captions": np.array(captions)}
 
 
 def _build_cache_chunk(args):
-    lo, hi, size = args
-    return build_cache(range(lo, hi), size)
+    lo, hi, size, vague = args
+    return build_cache(range(lo, hi), size, vague)
 
 
-def build_cache_parallel(start: int, count: int, size: int = IMAGE_SIZE, workers: int = 2, chunk: int = 2000):
-    """`build_cache(range(start, start + count))` using `workers` processes."""
+def build_cache_parallel(start: int, count: int, size: int = IMAGE_SIZE, workers: int = 2, chunk: int = 2000,
+                         vague: float = 0.0):
+    """`build_cache(range(start, start + count), size, vague)` using `workers` processes."""
     import multiprocessing as mp
 
-    jobs = [(lo, min(lo + chunk, start + count), size) for lo in range(start, start + count, chunk)]
+    jobs = [(lo, min(lo + chunk, start + count), size, vague) for lo in range(start, start + count, chunk)]
     if workers <= 1:
         parts = [_build_cache_chunk(j) for j in jobs]
     else:

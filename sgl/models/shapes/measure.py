@@ -130,6 +130,34 @@ def _hull_area(ys, xs) -> float:
     return 0.5 * abs(sum(hull[i][0] * hull[i - 1][1] - hull[i - 1][0] * hull[i][1] for i in range(len(hull))))
 
 
+# (bounding-box fill, solidity) of the rendered shapes, for telling a blob pair's shapes apart
+SHAPE_FEATURES = {"circle": (0.78, 0.95), "square": (1.0, 1.0), "triangle": (0.53, 0.95), "star": (0.42, 0.6)}
+
+
+def shape_features(mask: np.ndarray) -> tuple[float, float]:
+    """(fraction of its bounding box the blob fills, area / convex-hull area)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 4:
+        return 0.0, 0.0
+    fill = len(ys) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+    return float(fill), float(len(ys) / max(_hull_area(ys, xs), 1.0))
+
+
+def match_shapes(masks: list, shapes: list[str]) -> list[str]:
+    """The assignment of `shapes` (distinct words) to `masks` (as many) whose features are closest
+    to the rendered shapes': more reliable than guessing each blob's shape alone, because only the
+    order of two known shapes' features has to come out right."""
+    import itertools
+
+    feats = [shape_features(m) for m in masks]
+
+    def cost(order):
+        return sum((f[0] - SHAPE_FEATURES[s][0]) ** 2 + (f[1] - SHAPE_FEATURES[s][1]) ** 2
+                   for f, s in zip(feats, order))
+
+    return list(min(itertools.permutations(shapes), key=cost))
+
+
 def guess_shape(mask: np.ndarray) -> tuple[str | None, float]:
     """Shape word of a blob: a star is far from convex (area / hull area < 0.75); otherwise the
     fraction of its bounding box it fills tells square (≈ 1), circle (≈ 0.79), triangle (≈ 0.5)."""

@@ -6,6 +6,10 @@ std and encodes every scene into a latent cache. Stage 2 trains the text encoder
 the cached latents with the epsilon loss plus the token-grounding loss (grounding.py), 10 % caption
 dropout for classifier-free guidance, AdamW and an EMA of the UNet. Everything is checkpointed to
 --out every few minutes; --resume continues from the last checkpoint. Logs go to <out>/log.txt.
+
+`--init DIR` fine-tunes an exported model folder instead of training from scratch: its VAE is kept
+(stage 1 is skipped) and stage 2 starts from its UNet and text encoder (used to teach the shipped
+model vaguer captions, `--vague`, without repeating hours of CPU training).
 """
 
 from __future__ import annotations
@@ -72,11 +76,11 @@ def tokenize(tok, captions, max_len):
 # ---------------------------------------------------------------------------------------------
 # stage 0
 
-def load_cache(path: Path, n: int, workers: int):
+def load_cache(path: Path, n: int, workers: int, vague: float = 0.0):
     if path.exists():
         z = np.load(path)
         return {k: z[k] for k in z.files}
-    c = data.build_cache_parallel(0, n, workers=workers)
+    c = data.build_cache_parallel(0, n, workers=workers, vague=vague)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **c)
     os.replace(tmp, path)
@@ -250,6 +254,20 @@ def learning_rate(args, step: int) -> float:
     return lr
 
 
+def load_init(folder: Path, comps) -> dict:
+    """Load the weights of an exported model folder into freshly built components (in place)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    comps["vae"].load_state_dict(AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32).state_dict())
+    comps["unet"].load_state_dict(
+        UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32).state_dict())
+    comps["text_encoder"].load_state_dict(
+        CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32).state_dict())
+    info = folder / "training.json"
+    return json.loads(info.read_text()) if info.exists() else {}
+
+
 def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
     unet, te, tok, vae, sched = comps["unet"], comps["text_encoder"], comps["tokenizer"], comps["vae"], comps["scheduler"]
     params = list(unet.parameters()) + list(te.parameters())
@@ -375,6 +393,9 @@ def main(argv=None):
     p.add_argument("--ckpt-minutes", type=float, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
+    p.add_argument("--init", metavar="DIR", help="fine-tune this exported model folder (its VAE is kept)")
+    p.add_argument("--vague", type=float, default=0.0,
+                   help="probability that a caption leaves out an object's size word, and its colour word")
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -386,6 +407,9 @@ def main(argv=None):
     cfg_path = out / "config.json"
     if args.resume and cfg_path.exists():
         cfg = ShapesConfig.from_json(cfg_path.read_text())
+    elif args.init:
+        cfg = ShapesConfig.from_json((Path(args.init) / "shapes_config.json").read_text())
+        cfg_path.write_text(cfg.to_json())
     else:
         cfg = ShapesConfig()
         cfg_path.write_text(cfg.to_json())
@@ -394,9 +418,21 @@ def main(argv=None):
     comps = build_components(cfg)
     for name in ("vae", "text_encoder", "unet"):
         comps[name].to(DEVICE)
-    cache = load_cache(out.parent / f"cache_{args.n_scenes}.npz", args.n_scenes, args.threads)
+    if args.init and not (out / "unet.pt").exists():
+        info = load_init(Path(args.init), comps)
+        log(out, f"initialised from {args.init} {info}")
+        if not (out / "vae.pt").exists():  # the folder's VAE is done: stage 1 is skipped
+            atomic_save({"vae": comps["vae"].state_dict(), "opt": {}, "state": {
+                "step": 0, "seconds": 0.0, "done": True, "init": str(args.init),
+                "scaling_factor": cfg.vae_scaling_factor}}, out / "vae.pt")
+    name = f"cache_{args.n_scenes}" + (f"_vague{args.vague:g}" if args.vague else "")
+    cache = load_cache(out.parent / f"{name}.npz", args.n_scenes, args.threads, args.vague)
     log(out, f"cache: {len(cache['images'])} scenes")
-    vstate = train_vae(args, out, comps, cache, cfg)
+    if args.init:
+        vstate = torch.load(out / "vae.pt", weights_only=False, map_location=DEVICE)["state"]
+        comps["vae"].load_state_dict(torch.load(out / "vae.pt", weights_only=False, map_location=DEVICE)["vae"])
+    else:
+        vstate = train_vae(args, out, comps, cache, cfg)
     cfg.vae_scaling_factor = vstate["scaling_factor"]
     comps["vae"].register_to_config(scaling_factor=cfg.vae_scaling_factor)
     cfg_path.write_text(cfg.to_json())
