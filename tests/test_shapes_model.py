@@ -119,3 +119,30 @@ def test_trainer_runs_both_stages_and_exports_a_loadable_pipeline(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     image = pipe("a red circle", num_inference_steps=2, guidance_scale=5).images[0]
     assert image.size == (64, 64)
+
+
+def test_trainer_fine_tunes_an_exported_folder(tmp_path):
+    """--init: stage 1 is skipped (the folder's VAE is kept, bit for bit) and stage 2 starts from
+    the folder's UNet; --vague captions go into their own cache."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from sgl.models.shapes.export import WEIGHTS_DIR, export
+    from sgl.models.shapes.train import main
+
+    run = tmp_path / "ft"
+    main(["--out", str(run), "--init", str(WEIGHTS_DIR), "--vague", "0.3", "--n-scenes", "16", "--batch", "2",
+          "--threads", "1", "--eval-every", "100000", "--device", "cpu", "--minutes", "0.01", "--lr", "0"])
+    log = (run / "log.txt").read_text()
+    assert "initialised from" in log and "vae step" not in log and "stage 2 finished" in log
+    assert (tmp_path / "cache_16_vague0.3.npz").exists()
+    out = export(run, tmp_path / "weights", fp16=False)
+    shipped = UNet2DConditionModel.from_pretrained(WEIGHTS_DIR / "unet", torch_dtype=torch.float32).state_dict()
+    tuned = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
+    # lr 0: the weights it started from (up to the EMA's rounding)
+    assert all(torch.allclose(shipped[k], tuned[k], rtol=1e-5, atol=1e-6) for k in shipped)
+    vae_a = (WEIGHTS_DIR / "vae/diffusion_pytorch_model.safetensors")
+    from safetensors.torch import load_file
+
+    tuned_vae = load_file(out / "vae/diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(v.float(), tuned_vae[k].float()) for k, v in load_file(vae_a).items())
