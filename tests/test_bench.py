@@ -79,7 +79,7 @@ def test_port_module_checks_and_templates_fill(tmp_path):
     shutil.copy(bench_dir() / "port_edits.sgl", tmp_path / "port_edits.sgl")
     (tmp_path / "photo.png").write_bytes((ROOT / "sgl/models/shapes/samples.png").read_bytes())
     values = dict(prompt="a red circle and a blue square", seed=1, steps=10, a="red circle", b="blue square",
-                  a_shape="circle", dx=0.25, factor=1.5, ref_prompt="a blue circle and a red square", ref_seed=3,
+                  a_shape="circle", dx=0.25, dy=0.0, factor=1.5, ref_prompt="a blue circle and a red square", ref_seed=3,
                   a_caption="a red circle", b_caption="a blue square", r1_seed=4, r2_seed=5, photo="photo.png")
     for method in METHODS.values():
         for path in sorted(bench_dir().glob("*.sgl.in")):
@@ -118,6 +118,16 @@ def test_objects_whose_colour_the_prompt_leaves_open_are_found_by_shape():
     assert not a.says_size and a.says_colour
     a, b = described("move", render_scene(0, n_objects=2))
     assert a.says_colour and a.says_size and b.says_colour
+
+
+def test_moves_go_where_the_object_fits():
+    from sgl.bench.edits import free_offset
+
+    assert free_offset((0.3, 0.5), 0.1, []) == (0.25, 0.0)  # towards the middle
+    assert free_offset((0.7, 0.5), 0.1, []) == (-0.25, 0.0)
+    assert free_offset((0.3, 0.5), 0.1, [((0.55, 0.5), 0.1)]) == (0.0, -0.25)  # right taken, left outside
+    assert free_offset((0.3, 0.3), 0.1, [((0.55, 0.3), 0.1)]) == (0.0, 0.25)
+    assert free_offset((0.5, 0.5), 0.3, []) in {(0.25, 0.0), (-0.25, 0.0), (0.0, 0.25), (0.0, -0.25)}  # too big: most room
 
 
 @pytest.mark.slow

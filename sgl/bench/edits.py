@@ -6,8 +6,12 @@ SGL programs in `examples/bench/*.sgl.in` with that scene's words and parameters
 (the original run is cached, so each edit costs one guided run plus its references), and
 scores the edited image against what the edit asked for:
 
-  move / keep_others   object a's centroid within 0.05 of original + (dx, 0); its area within
-                       20 % of the original; it is still there in its colour
+  move / keep_others   object a's centroid within 0.05 of original + (dx, dy); its area within
+                       20 % of the original; it is still there in its colour. The offset is a
+                       quarter of the image (dx = ±0.25, or dy when no horizontal target is free)
+                       towards a place where a fits inside the image without covering the other
+                       object (`free_offset`): a move onto another object would ask for an overlap
+                       the model never draws, and it answers with a swap
   resize_1.5 / _0.6    area within 20 % of factor² × the original; centroid within 0.05 (the
                        prompt gives a no size word: a caption's size word fixes the size)
   appearance_swap      the prompt leaves a's colour open; a reference draws a in a colour the
@@ -16,7 +20,7 @@ scores the edited image against what the edit asked for:
                        each object where it was in the original, in the reference's colour
   compose              a within 0.05 of where reference r1 drew it, b where r2 drew it
   real_move            on a rendered (real) image, loaded and inverted: a within 0.05 of its true
-                       centroid + (dx, 0), the others within 0.05 of theirs
+                       centroid + (dx, dy), the others within 0.05 of theirs
 
 Untouched objects' drift (centroid displacement) and the presence of every object are reported
 for every edit. The `prompt-only` row scores the unguided original against the same targets
@@ -164,6 +168,29 @@ def locate(blobs, objects) -> list:
     return found
 
 
+def _radius(area: float) -> float:
+    """The radius of a disc of this area (image fractions)."""
+    return math.sqrt(area / math.pi)
+
+
+def free_offset(centre, radius: float, others, step: float = 0.25) -> tuple[float, float]:
+    """A move by `step` (horizontal first, towards the middle) after which an object of `radius`
+    at `centre` lies inside the image and clear of `others` ((centre, radius) pairs); when no
+    direction is clear, the one that leaves the most room."""
+    x, y = centre
+    towards_x = step if x < 0.5 else -step
+    towards_y = step if y < 0.5 else -step
+    candidates = [(towards_x, 0.0), (-towards_x, 0.0), (0.0, towards_y), (0.0, -towards_y)]
+
+    def room(d):
+        tx, ty = x + d[0], y + d[1]
+        border = min(tx, 1 - tx, ty, 1 - ty) - radius
+        clear = min((_dist((tx, ty), c) - radius - r for c, r in others), default=1.0)
+        return min(border, clear)
+
+    return next((d for d in candidates if room(d) >= 0), max(candidates, key=room))
+
+
 def unused_colour(blobs, index: int, also=()) -> str:
     """A palette colour absent from the image (and not in `also`), varied with the scene index."""
     from sgl.models.shapes.data import COLOURS
@@ -254,11 +281,11 @@ class Bench:
 
     def edit_move(self, kind, index, scene, a, b, base, original, orig):
         ca = orig[a.colour].centroid
-        dx = 0.25 if ca[0] < 0.5 else -0.25
-        text = template(kind).substitute(base, a=_phrase(a), dx=dx)
+        dx, dy = free_offset(ca, _radius(orig[a.colour].area), [(orig[b.colour].centroid, _radius(orig[b.colour].area))])
+        text = template(kind).substitute(base, a=_phrase(a), dx=dx, dy=dy)
         result, secs = self.run_program(text)
         return self._move_like(kind, index, a, b, base, orig, result.image, secs,
-                               (ca[0] + dx, ca[1]), orig[a.colour].area)
+                               (ca[0] + dx, ca[1] + dy), orig[a.colour].area)
 
     edit_keep_others = edit_move
 
@@ -323,17 +350,17 @@ class Bench:
         from PIL import Image
 
         truth = {o.colour: o for o in scene.objects}
-        dx = 0.25 if a.centroid[0] < 0.5 else -0.25
+        dx, dy = free_offset(a.centroid, _radius(a.area), [(b.centroid, _radius(b.area))])
         with tempfile.TemporaryDirectory() as tmp:
             photo = Path(tmp) / "photo.png"
             Image.fromarray(scene.image).save(photo)
-            text = template(kind).substitute(base, a=_phrase(a), photo=photo.name, dx=dx)
+            text = template(kind).substitute(base, a=_phrase(a), photo=photo.name, dx=dx, dy=dy)
             result, secs = self.run_program(text, base_dir=Path(tmp))
         scores = []
         photo_blobs = _blobs(Image.fromarray(scene.image))
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (photo_blobs, None, 0.0)):
             blob = blobs[a.colour]
-            target = (a.centroid[0] + dx, a.centroid[1])
+            target = (a.centroid[0] + dx, a.centroid[1] + dy)
             error = _dist(blob.centroid, target) if blob.present else None
             other = blobs[b.colour]
             drift = _dist(other.centroid, truth[b.colour].centroid) if other.present else None
