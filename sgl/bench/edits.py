@@ -67,7 +67,7 @@ class Score:
     kind: str
     scene: int
     success: bool
-    error: float | None = None          # distance of the edited property from its target
+    error: float | None = None          # distance of the edited property from its target (resize: |area ratio − 1|)
     drift: float | None = None          # max centroid displacement of untouched objects
     all_present: bool = True
     seconds: float = 0.0
@@ -273,10 +273,12 @@ class Bench:
             if not blob.present:
                 scores.append(Score(kind, index, False, None, drift, False, secs, "object a missing", img))
                 continue
-            error = _dist(blob.centroid, target)
-            area_ok = abs(blob.area / max(area_target, 1e-6) - 1) <= AREA_TOL
-            ok = error <= CENTROID_TOL and area_ok and present
-            scores.append(Score(kind, index, ok, error, drift, present and blob.present, secs, "", img))
+            off = _dist(blob.centroid, target)
+            ratio = blob.area / max(area_target, 1e-6)  # 1: the asked area
+            ok = off <= CENTROID_TOL and abs(ratio - 1) <= AREA_TOL and present
+            error = abs(ratio - 1) if kind.startswith("resize") else off  # the edited property
+            note = f"area {ratio:.2f} of the target, centroid off by {off:.3f}"
+            scores.append(Score(kind, index, ok, error, drift, present and blob.present, secs, note, img))
         return scores
 
     def edit_move(self, kind, index, scene, a, b, base, original, orig):
