@@ -221,7 +221,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_setting_value(text: str):
-    """`--set` values: integers, numbers, `WxH` resolutions, else strings."""
+    """`--set` values: integers, numbers, `WxH` resolutions, else strings (a value quoted as in
+    SGL source, `--set 'layers="up_blocks.1"'`, loses its quotes)."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
     for convert in (int, float):
         try:
             return convert(text)

@@ -40,16 +40,21 @@ def test_bench_speed_on_a_tiny_architecture(tmp_path):
 @pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
 def test_bench_edits_runs_end_to_end(tmp_path):
     out = tmp_path / "edits.json"
-    done = _bench("edits", "--n", "2", "--steps", "6", "--json", str(out))
+    done = _bench("edits", "--n", "2", "--steps", "6", "--weight", "appearance=2", "--json", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert result["n"] == 2
+    assert result["n"] == 2 and result["weights"] == {"appearance": 2.0}
     assert set(result["sgl"]) == set(result["port"]) == set(result["prompt-only"]) and "move" in result["sgl"]
     for method in ("sgl", "port", "prompt-only"):
         for row in result[method].values():
             assert row["n"] == 2 and 0.0 <= row["success"] <= 1.0
         assert len(result["per_scene"][method]) == 2 * len(result[method])
     assert all(f" {m} " in done.stdout for m in ("sgl", "port", "prompt-only"))
+
+
+def test_bench_weight_option_names_a_template_term():
+    done = _bench("edits", "--n", "1", "--weight", "colour=2")
+    assert done.returncode != 0 and "--weight takes one of: shape, centroid, appearance" in done.stderr
 
 
 def test_bench_weights_agree_with_the_stdlib():

@@ -140,3 +140,12 @@ def test_console_script_and_no_torch(tmp_path):
         done = subprocess.run([str(script), "check", str(ROOT / "tests/bad/syntax/double_equals.sgl")],
                               capture_output=True, text=True)
         assert done.returncode == 1 and done.stdout == "" and "E006" in done.stderr
+
+
+def test_set_values_are_typed_and_quoted_strings_unquoted():
+    from sgl.cli import parse_setting_value
+
+    assert parse_setting_value("3") == 3 and parse_setting_value("2.5") == 2.5
+    assert parse_setting_value("64x32") == (64, 32)
+    assert parse_setting_value('"up_blocks.1,up_blocks.2"') == "up_blocks.1,up_blocks.2"
+    assert parse_setting_value("ddim") == "ddim" and parse_setting_value('"') == '"'

@@ -409,18 +409,24 @@ def table(results: dict) -> str:
 
 
 def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Path | None = None,
-              progress: bool = False, overrides: dict | None = None, methods=("sgl", "port")) -> dict:
+              progress: bool = False, overrides: dict | None = None, methods=("sgl", "port"),
+              weights: dict | None = None) -> dict:
     from sgl.runtime.cache import RunCache
     from sgl.runtime.pipelines import load_pipeline
 
     pipe, _ = load_pipeline(pipe if pipe is not None else (overrides or {}).get("model", "shapes"))
-    bench = Bench(pipe, steps, RunCache(), progress, overrides, [METHODS[m] for m in methods])
+    rows = [METHODS[m] for m in methods]
+    if weights:  # the templates' explicit-term weights of the tunable row, for a sweep
+        rows = [dataclasses.replace(m, weights=tuple({**dict(m.weights), **weights}.items())) if m.tunable else m
+                for m in rows]
+    bench = Bench(pipe, steps, RunCache(), progress, overrides, rows)
     rows: dict[str, list[Score]] = {}
     start = time.perf_counter()
     for i in range(n):
         for name, scores in bench.scene_scores(i, kinds).items():
             rows.setdefault(name, []).extend(scores)
     results = {"n": n, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
+               "weights": dict(weights or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
                **{name: summarise(scores) for name, scores in rows.items()},
                "per_scene": {name: [{k: v for k, v in s.__dict__.items() if k != "image"} for s in scores]
@@ -469,6 +475,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind: originals, then each row's edits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting in the sgl row's programs (e.g. --set strength=2 for a sweep)")
+    parser.add_argument("--weight", dest="weights", action="append", default=[], metavar="TERM=W",
+                        help="weight of the templates' explicit shape/centroid/appearance terms in the sgl row "
+                             "(default: the stdlib's; e.g. --weight appearance=2 for a sweep)")
 
 
 def command(args) -> int:
@@ -485,7 +494,14 @@ def command(args) -> int:
     for item in args.overrides:
         key, _, value = item.partition("=")
         overrides[key.strip()] = parse_setting_value(value.strip())
-    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods)
+    weights = {}
+    for item in args.weights:
+        key, _, value = item.partition("=")
+        if key.strip() not in dict(SGL.weights):
+            raise SystemExit(f"--weight takes one of: {', '.join(dict(SGL.weights))}")
+        weights[key.strip()] = float(value)
+    results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods,
+                        weights=weights)
     return publish(results, table(results), args.json_path)
 
 
