@@ -137,6 +137,8 @@ def test_trainer_fine_tunes_an_exported_folder(tmp_path):
     assert "initialised from" in log and "vae step" not in log and "stage 2 finished" in log
     assert (tmp_path / "cache_16_vague0.3.npz").exists()
     out = export(run, tmp_path / "weights", fp16=False)
+    info = json.loads((out / "training.json").read_text())
+    assert info["fine_tuned_from"] == str(WEIGHTS_DIR) and info["vague"] == 0.3 and "step" in info["base"]
     shipped = UNet2DConditionModel.from_pretrained(WEIGHTS_DIR / "unet", torch_dtype=torch.float32).state_dict()
     tuned = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
     # lr 0: the weights it started from (up to the EMA's rounding)

@@ -40,6 +40,15 @@ def export(run=".train/run1", out=WEIGHTS_DIR, ema: bool = True, fp16: bool = Tr
         vs = torch.load(vae_ck, map_location="cpu", weights_only=False)["state"]
         info["vae_steps"] = vs["step"]
         info["vae_minutes"] = round(vs["seconds"] / 60, 1)
+        if vs.get("init"):  # a fine-tuning run (--init): say what it started from
+            info["fine_tuned_from"] = vs["init"]
+            previous = Path(vs["init"]) / "training.json"
+            if previous.exists():
+                info["base"] = json.loads(previous.read_text())
+    args_file = run / "args.json"
+    if args_file.exists():
+        args = json.loads(args_file.read_text())
+        info["vague"] = args.get("vague", 0.0)
     (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
     if (out / "sgl.json").exists():  # the guidance tuned on `sgl bench edits` stays until re-tuned
         shutil.copy(out / "sgl.json", tmp / "sgl.json")
