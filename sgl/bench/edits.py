@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from sgl.bench import publish
-from sgl.models.shapes.data import caption_of
+from sgl.models.shapes.data import COLOURS, caption_of
 
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
 CENTROID_TOL = 0.05
@@ -193,8 +193,6 @@ def free_offset(centre, radius: float, others, step: float = 0.25) -> tuple[floa
 
 def unused_colour(blobs, index: int, also=()) -> str:
     """A palette colour absent from the image (and not in `also`), varied with the scene index."""
-    from sgl.models.shapes.data import COLOURS
-
     free = [c for c in COLOURS if not blobs[c].present and c not in also]
     return free[index % len(free)]
 

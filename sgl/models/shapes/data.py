@@ -16,7 +16,7 @@ which is what self-guidance edits (a resize, an appearance from a reference) nee
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -63,9 +63,7 @@ class SceneObject:
 
     def vaguer(self, size: bool = True, colour: bool = False) -> "SceneObject":
         """The same object described without its size word (`size`) and/or its colour (`colour`)."""
-        import dataclasses
-
-        return dataclasses.replace(self, says_size=self.says_size and not size,
+        return replace(self, says_size=self.says_size and not size,
                                    says_colour=self.says_colour and not colour)
 
     @property

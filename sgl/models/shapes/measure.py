@@ -163,11 +163,9 @@ def match_shapes(masks: list, shapes: list[str]) -> list[str]:
 def guess_shape(mask: np.ndarray) -> tuple[str | None, float]:
     """Shape word of a blob: a star is far from convex (area / hull area < 0.75); otherwise the
     fraction of its bounding box it fills tells square (≈ 1), circle (≈ 0.79), triangle (≈ 0.5)."""
-    ys, xs = np.nonzero(mask)
-    if len(ys) < 4:
+    if np.count_nonzero(mask) < 4:
         return None, 0.0
-    fill = len(ys) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
-    solidity = len(ys) / max(_hull_area(ys, xs), 1.0)
+    fill, solidity = shape_features(mask)
     if solidity < 0.75:
         return "star", fill
     if fill > 0.9:

@@ -429,8 +429,9 @@ def main(argv=None):
     cache = load_cache(out.parent / f"{name}.npz", args.n_scenes, args.threads, args.vague)
     log(out, f"cache: {len(cache['images'])} scenes")
     if args.init:
-        vstate = torch.load(out / "vae.pt", weights_only=False, map_location=DEVICE)["state"]
-        comps["vae"].load_state_dict(torch.load(out / "vae.pt", weights_only=False, map_location=DEVICE)["vae"])
+        kept = torch.load(out / "vae.pt", weights_only=False, map_location=DEVICE)
+        comps["vae"].load_state_dict(kept["vae"])
+        vstate = kept["state"]
     else:
         vstate = train_vae(args, out, comps, cache, cfg)
     cfg.vae_scaling_factor = vstate["scaling_factor"]
