@@ -55,6 +55,8 @@ def test_bench_edits_runs_end_to_end(tmp_path):
 def test_bench_weight_option_names_a_template_term():
     done = _bench("edits", "--n", "1", "--weight", "colour=2")
     assert done.returncode != 0 and "--weight takes one of: shape, centroid, appearance" in done.stderr
+    done = _bench("edits", "--n", "1", "--weight", "shape=heavy")
+    assert done.returncode != 0 and "the weight must be a number" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_bench_weights_agree_with_the_stdlib():

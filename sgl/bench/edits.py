@@ -497,7 +497,10 @@ def command(args) -> int:
         key, _, value = item.partition("=")
         if key.strip() not in dict(SGL.weights):
             raise SystemExit(f"--weight takes one of: {', '.join(dict(SGL.weights))}")
-        weights[key.strip()] = float(value)
+        try:
+            weights[key.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--weight {item}: the weight must be a number") from None
     results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods,
                         weights=weights)
     return publish(results, table(results), args.json_path)
