@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "layers": None,      # the model profile's default attention layers
     "start": None,       # a loaded image to edit: start from its inverted noise
     "gradient": None,    # "raw" (the paper's v·σ·∇g) or "unit" (∇g at unit RMS); None = the model's
+    "recurrence": None,  # times each guided step is taken (self-recurrence); None = the model's
 }
 
 

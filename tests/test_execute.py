@@ -133,13 +133,13 @@ def test_guidance_defaults_come_from_the_model(tiny_sd, tiny_sd_dir, tmp_path):
     from sgl.runtime.pipelines import load_pipeline
 
     run = sgl.compile(PROGRAM)
-    assert (run.run(pipe=tiny_sd, progress=False).settings["strength"],
-            run.run(pipe=tiny_sd, progress=False).settings["gradient"]) == (1000.0, "raw")
+    plain = run.run(pipe=tiny_sd, progress=False).settings
+    assert (plain["strength"], plain["gradient"], plain["recurrence"]) == (1000.0, "raw", 1)
     folder = tmp_path / "model"
     shutil.copytree(tiny_sd_dir, folder)
-    (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit"}))
+    (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit", "recurrence": 2}))
     pipe, _ = load_pipeline(str(folder))
     settings = run.run(pipe=pipe, progress=False).settings  # the loaded object remembers its folder
-    assert (settings["strength"], settings["gradient"]) == (0.25, "unit")
-    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\n').run(pipe=pipe, progress=False).settings
-    assert (mine["strength"], mine["gradient"]) == (7, "raw")
+    assert (settings["strength"], settings["gradient"], settings["recurrence"]) == (0.25, "unit", 2)
+    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\n').run(pipe=pipe, progress=False).settings
+    assert (mine["strength"], mine["gradient"], mine["recurrence"]) == (7, "raw", 1)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sgl.diagnostics import SGLError
-from sgl.runtime.sampler import SELF, EnergyOut, SourceSpec, StepInfo, in_windows, sample, to_model_output, unit_rms
+from sgl.runtime.sampler import (SELF, EnergyOut, SourceSpec, StepInfo, in_windows, renoise, sample, to_model_output,
+                                 unit_rms)
 
 PROMPT = "a photo of a dog and a cat"
 STEPS = 3
@@ -297,3 +298,57 @@ def test_unknown_gradient_mode_is_an_sgl_error(tiny_sd):
         sample(tiny_sd, prompt=PROMPT, steps=1, strength=1.0, gradient="norm", energy=push_dog_right,
                tokens={"dog": "dog"})
     assert err.value.diagnostics[0].code == "E028"
+
+
+def _count_unet_calls(pipe):
+    calls = []
+    handle = pipe.unet.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    return calls, handle
+
+
+def test_recurrence_retakes_each_guided_step(tiny_sd):
+    """`recurrence 3`: every guided step but the last is taken twice more (an uncond no-grad row
+    and the guided row each time); deterministic; without guidance nothing changes."""
+    common = dict(prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, tokens={"dog": "dog"}, energy=push_dog_right,
+                  gradient="unit")
+    once = sample(tiny_sd, strength=2.0, **common)
+    calls, handle = _count_unet_calls(tiny_sd)
+    try:
+        thrice = sample(tiny_sd, strength=2.0, recurrence=3, **common)
+    finally:
+        handle.remove()
+    # per step: one no-grad batch + one guided row; plus 2 × (uncond + guided) per re-taken step
+    assert len(calls) == 2 * STEPS + 2 * 2 * (STEPS - 1)
+    again = sample(tiny_sd, strength=2.0, recurrence=3, **common)
+    assert torch.equal(thrice.latents, again.latents)
+    assert (thrice.latents - once.latents).abs().max() > 1e-3
+    unguided = sample(tiny_sd, strength=0.0, recurrence=3, **common)
+    assert torch.equal(unguided.latents, _pipe_latents(tiny_sd))
+
+
+def test_renoise_carries_the_forward_marginal_from_one_step_to_the_next():
+    """z at ᾱ_prev = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev)·ε comes out with mean sqrt(ᾱ_t)·x0 and
+    variance 1 − ᾱ_t."""
+    gen = torch.Generator().manual_seed(0)
+    x0, alpha_t, alpha_prev = 0.8, 0.3, 0.7
+    n = 200_000
+    z_prev = alpha_prev ** 0.5 * x0 + (1 - alpha_prev) ** 0.5 * torch.randn(n, generator=gen, dtype=torch.float64)
+    z_t = renoise(z_prev, alpha_t, alpha_prev, torch.randn(n, generator=gen, dtype=torch.float64))
+    assert abs(float(z_t.mean()) - alpha_t ** 0.5 * x0) < 0.01
+    assert abs(float(z_t.var()) - (1 - alpha_t)) < 0.01
+
+
+def test_recurrence_needs_a_stateless_scheduler(tiny_sd):
+    from sgl.runtime.pipelines import make_scheduler
+
+    common = dict(prompt=PROMPT, steps=2, strength=1.0, energy=push_dog_right, tokens={"dog": "dog"})
+    for name in ("euler", "pndm", "dpm"):
+        with pytest.raises(SGLError) as err:
+            sample(tiny_sd, scheduler=make_scheduler(tiny_sd, name), recurrence=2, **common)
+        assert err.value.diagnostics[0].code == "E231"
+    for bad in (0, 1.5, "x"):
+        with pytest.raises(SGLError) as err:
+            sample(tiny_sd, recurrence=bad, **common)
+        assert err.value.diagnostics[0].code == "E231"
+    ddpm = sample(tiny_sd, scheduler=make_scheduler(tiny_sd, "ddpm"), recurrence=2, **common)
+    assert ddpm.trace[0].guided

@@ -82,7 +82,8 @@ def test_shapes_recommends_the_tuned_unit_gradient():
 
     saved = json.loads((SHAPES_DIR / "sgl.json").read_text())
     info = type("Info", (), {"family": "sd", "origin": "shapes"})()
-    assert model_defaults(info) == {"strength": saved["strength"], "gradient": "unit", "cfg": saved["cfg"]}
+    assert model_defaults(info) == {"strength": saved["strength"], "gradient": "unit", "cfg": saved["cfg"],
+                                    "recurrence": saved.get("recurrence", 1)}
 
 
 def test_learning_rate_warms_up_then_decays_to_lr_end():

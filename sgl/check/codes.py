@@ -57,18 +57,18 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        P + "object c = \"red circle\"\nfor o in [c] {\n    size(o) = 0.2\n}\n"),
     _e("E020", "unknown setting",
        "Settings are a fixed table: prompt, negative, seed, steps, cfg, resolution, strength, "
-       "model, scheduler, layers.",
+       "model, scheduler, layers, start, gradient, recurrence.",
        P + "sead 7\n", P + "seed 7\n"),
     _e("E021", "setting given twice", "Each setting has one value; the second would silently win.",
        P + "seed 1\nseed 2\n", P + "seed 2\n"),
     _e("E022", "setting value of the wrong kind",
-       "prompt/negative/model/scheduler/layers/start/gradient take strings, seed and steps integers, cfg and "
-       "strength numbers, resolution `N` or `WxH`.",
+       "prompt/negative/model/scheduler/layers/start/gradient take strings, seed, steps and recurrence "
+       "integers, cfg and strength numbers, resolution `N` or `WxH`.",
        P + "seed 7.5\n", P + "seed 7\n"),
     _e("E023", "missing prompt",
        "Every program says what to generate; constraints name the prompt's words.",
        "seed 7\n", P + "seed 7\n"),
-    _e("E024", "setting out of range", "steps must be at least 1 and a resolution positive.",
+    _e("E024", "setting out of range", "steps and recurrence must be at least 1 and a resolution positive.",
        P + "steps 0\n", P + "steps 20\n"),
     _e("E025", "unknown scheduler",
        "The sampler is one of ddim (the default), ddpm, pndm, euler, euler_a, dpm.",
@@ -88,6 +88,11 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        "first scales ∇g to unit RMS, so that `strength` is a step size independent of the "
        "energy's scale (the embedded `shapes` model's default).",
        P + 'gradient "norm"\n', P + 'gradient "unit"\n'),
+    _e("E029", "`recurrence` with a stateful scheduler",
+       "`recurrence N` takes every guided step N times: it noises the step's result back to the "
+       "step's noise level and steps again (Universal Guidance's self-recurrence), which needs a "
+       "sampler whose step depends only on the current latent: ddim (the default) or ddpm.",
+       P + 'recurrence 3\nscheduler "euler"\n', P + 'recurrence 3\nscheduler "ddim"\n'),
     _e("E030", "unknown function",
        "Functions come from the prelude, `core` (always imported), modules you `use`, and your "
        "own `fn` definitions.",

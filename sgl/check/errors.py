@@ -108,6 +108,15 @@ def unknown_scheduler(name: str, span: Span, suggestion: str | None, known: Sequ
                       hint=_mean(suggestion) or f"schedulers are {_list(known)}")
 
 
+def recurrence_scheduler(scheduler: str, span: Span, scheduler_span: Span | None,
+                         allowed: Sequence[str]) -> Diagnostic:
+    return Diagnostic("E029", f"`recurrence` cannot be used with the `{scheduler}` scheduler", span,
+                      hint=f"use the scheduler {' or '.join(f'`{a}`' for a in allowed)}, or `recurrence 1`",
+                      labels=_label(scheduler_span, "the scheduler is chosen here"),
+                      notes=("recurrence noises a guided step's result back and takes the step again; "
+                             f"`{scheduler}` keeps state between steps",))
+
+
 def bad_start(name: str, span: Span, suggestion: str | None, loaded: Sequence[str]) -> Diagnostic:
     return Diagnostic("E027", f"`start` names `{name}`, which is not a loaded image", span,
                       hint=_mean(suggestion) or (f"loaded images are {_list(loaded)}" if loaded else

@@ -17,6 +17,7 @@ SETTINGS: dict[str, str] = {
     "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
     "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
     "strength": "number", "resolution": "resolution", "start": "string", "gradient": "string",
+    "recurrence": "positive",
 }
 
 # The samplers the runtime can build (sgl/runtime/pipelines.py `SCHEDULERS`; a test keeps the two
@@ -27,6 +28,10 @@ SCHEDULERS = ("ddim", "ddpm", "pndm", "euler", "euler_a", "dpm")
 # "raw" = the paper's v·σ_t·∇g, "unit" = v·σ_t·∇g / rms(∇g).
 GRADIENTS = ("raw", "unit")
 
+# Schedulers whose step depends only on (ε, t, z_t), so that `recurrence` can noise a step's
+# result back to t and take the step again (PNDM, DPM and Euler keep state between steps).
+RECURRENT_SCHEDULERS = ("ddim", "ddpm")
+
 # Settings whose string takes one of a fixed set of values, and the error for any other.
 _CHOICES = {"scheduler": (SCHEDULERS, errors.unknown_scheduler), "gradient": (GRADIENTS, errors.unknown_gradient)}
 
@@ -36,7 +41,7 @@ _EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'n
              "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
              "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
              "resolution": "resolution 512x768",
-             "start": 'start "photo"', "gradient": 'gradient "unit"'}
+             "start": 'start "photo"', "gradient": 'gradient "unit"', "recurrence": "recurrence 3"}
 
 
 def _found(value) -> str:
@@ -100,7 +105,16 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
             diags.append(error(value, vspan, did_you_mean(value.lower(), known), known))
             continue
         values[s.name] = value
+    diags.extend(_recurrence_problems(values, where))
     return values, where, diags
+
+
+def _recurrence_problems(values: dict, where: dict[str, Span | None]) -> list[Diagnostic]:
+    """`recurrence N` (N > 1) re-takes each guided step, which only a stateless sampler allows."""
+    scheduler = str(values.get("scheduler", "ddim")).lower()
+    if values.get("recurrence", 1) <= 1 or scheduler not in SCHEDULERS or scheduler in RECURRENT_SCHEDULERS:
+        return []
+    return [errors.recurrence_scheduler(scheduler, where["recurrence"], where.get("scheduler"), RECURRENT_SCHEDULERS)]
 
 
 def _range_problem(kind: str, value) -> str | None:

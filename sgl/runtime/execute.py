@@ -29,17 +29,18 @@ from sgl.runtime.tokens import prompt_words
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
 
 # Settings a model recommends when a program sets none: its folder's `sgl.json`
-# ({"strength": v, "gradient": "raw"|"unit", "cfg": s}; the embedded `shapes` model ships one,
-# tuned on `sgl bench edits`), else its family's. Stable Diffusion: the public ports use about
-# 1000 with the raw gradient (eps += 1000·∇g), and diffusers' cfg 7.5.
-SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5}
+# ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n}; the embedded `shapes`
+# model ships one, tuned on `sgl bench edits`), else its family's. Stable Diffusion: the public
+# ports use about 1000 with the raw gradient (eps += 1000·∇g), diffusers' cfg 7.5, no recurrence.
+SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1}
+TUNED = ("strength", "gradient", "cfg", "recurrence")  # the settings a model may recommend
 FAMILY_DEFAULTS = {"sd": SD_DEFAULTS, "sdxl": SD_DEFAULTS}
 OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 
 
 def model_defaults(info) -> dict:
-    """The strength, gradient mode and cfg a model recommends: its folder's sgl.json, else its
-    family's."""
+    """The strength, gradient mode, cfg and recurrence a model recommends: its folder's sgl.json,
+    else its family's."""
     out = dict(FAMILY_DEFAULTS.get(info.family, OTHER_DEFAULTS))
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
     config = folder / "sgl.json"
@@ -52,6 +53,8 @@ def model_defaults(info) -> dict:
                 out["gradient"] = saved["gradient"]
             if "cfg" in saved:
                 out["cfg"] = float(saved["cfg"])
+            if "recurrence" in saved:
+                out["recurrence"] = max(1, int(saved["recurrence"]))
         except (ValueError, TypeError, OSError, AttributeError):
             pass
     return out
@@ -97,7 +100,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     pipe, info = load_pipeline(pipe if pipe is not None else program.settings["model"], device, dtype)
     settings = dict(program.settings)
     recommended = model_defaults(info)
-    for key in ("strength", "gradient", "cfg"):
+    for key in TUNED:
         if settings.get(key) is None:
             settings[key] = recommended[key]
     height, width = resolution_hw(settings["resolution"], info.default_resolution)
@@ -161,7 +164,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         pipe, prompt=settings["prompt"], negative=settings["negative"], seed=seed, steps=steps,
         cfg=float(settings["cfg"]), height=height, width=width,
         strength=float(settings["strength"]) if energy.terms else 0.0,
-        gradient=str(settings["gradient"]).lower(),
+        gradient=str(settings["gradient"]).lower(), recurrence=settings["recurrence"],
         energy=energy_fn if energy.terms else None,
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),
         tokens=word_requests(self_need.objects) if self_need else {},

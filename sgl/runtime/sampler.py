@@ -52,6 +52,14 @@ def unit_rms(grad: torch.Tensor) -> torch.Tensor:
     return grad / rms.clamp(min=1e-12)
 
 
+def renoise(z_prev: torch.Tensor, alpha_t: float, alpha_prev: float, noise: torch.Tensor) -> torch.Tensor:
+    """z_{t−1} (at ᾱ_prev) noised forward to step t (ᾱ_t ≤ ᾱ_prev): the diffusion's own
+    transition, sqrt(ᾱ_t/ᾱ_prev)·z + sqrt(1 − ᾱ_t/ᾱ_prev)·ε, so a latent distributed as the
+    forward process at t−1 comes out distributed as at t."""
+    ratio = alpha_t / alpha_prev
+    return math.sqrt(ratio) * z_prev + math.sqrt(max(1.0 - ratio, 0.0)) * noise
+
+
 @dataclass(frozen=True)
 class StepInfo:
     """Where the sampler is: step `index` of `num_steps` (0-based), the scheduler timestep,
@@ -302,7 +310,7 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
+                 recurrence, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe):
         self.pipe, self.info = pipe, info
@@ -323,6 +331,9 @@ class _Sampler:
         self.progress, self.keep_steps, self.cache_sources = progress, set(keep_steps or ()), cache_sources
         self.base_scheduler = scheduler if scheduler is not None else pipe.scheduler
         self.prediction_type = getattr(self.base_scheduler.config, "prediction_type", "epsilon")
+        self.recurrence = _recurrence(recurrence, self.base_scheduler)
+        # the noise of re-taken steps: its own stream, so the run's other draws do not change
+        self.recur_generator = torch.Generator("cpu").manual_seed(int(seed) + 0x5EC)
         self.attn_layers = select_attention_layers(self.unet, attn_layers, info.profile, span=layer_span)
         self.warnings: list[str] = []
         self.trace: list[StepTrace] = []
@@ -534,12 +545,9 @@ class _Sampler:
             eps_c = eps[(SELF, "c")]
             if observe_now:
                 self._observe(step, recorded, record)
-        extra = None
-        if grad is not None:
-            if self.unit_gradient:
-                grad = unit_rms(grad)
-            extra = to_model_output(self.strength * step.sigma * grad, self.prediction_type, step.sigma)
-        self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, extra)
+        self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, self._guidance(step, grad))
+        if guided_now and self.recurrence > 1 and index + 1 < self.num_steps:
+            self._recur(recorder, step, timestep, recorded)
         for run in self.sources:
             if run.kind == "generate":
                 self._advance(run, eps.get((run.name, "u")), eps[(run.name, "c")], timestep)
@@ -547,6 +555,37 @@ class _Sampler:
                 rec = recorded.get(run.name)
                 run.records.append(rec.detached() if rec is not None else None)
         self.trace.append(record)
+
+    def _guidance(self, step: StepInfo, grad: torch.Tensor | None) -> torch.Tensor | None:
+        """What the gradient adds to the guided row's model output: v·σ_t·∇g (unit-scaled for
+        `gradient "unit"`), expressed in the model's prediction type."""
+        if grad is None:
+            return None
+        if self.unit_gradient:
+            grad = unit_rms(grad)
+        return to_model_output(self.strength * step.sigma * grad, self.prediction_type, step.sigma)
+
+    def _recur(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded]) -> None:
+        """Universal Guidance's self-recurrence: `recurrence − 1` more times, noise the guided
+        step's result back to step t (z_t = sqrt(ᾱ_t/ᾱ_p)·z_p + sqrt(1 − ᾱ_t/ᾱ_p)·ε) and take
+        the guided step again, so that the guidance acts for longer where the layout forms
+        while the model keeps the latent on its manifold. Sources are not re-run: their step-t
+        recordings stay the targets."""
+        g = self.guided
+        alphas = g.scheduler.alphas_cumprod
+        t_next = g.scheduler.timesteps[step.index + 1]
+        for _ in range(self.recurrence - 1):
+            noise = torch.randn(g.latents.shape, generator=self.recur_generator, dtype=torch.float32)
+            g.latents = renoise(g.latents, float(alphas[int(timestep)]), float(alphas[int(t_next)]),
+                                noise.to(g.latents))
+            eps_u = None
+            if g.uncond is not None:
+                g_in = g.scheduler.scale_model_input(g.latents, timestep)
+                with torch.no_grad():
+                    eps_u, _ = self._forward(recorder, [(g_in, g.uncond)], timestep, [])
+            inner = StepTrace(step.index, step.timestep, step.sigma)
+            eps_c, grad = self._guided_pass(recorder, step, timestep, recorded, inner)
+            self._advance(g, eps_u, eps_c, timestep, self._guidance(step, grad))
 
     def _keep(self, step: StepInfo, recorded: dict[str, Recorded]) -> None:
         if step.index in self.keep_steps:
@@ -595,6 +634,27 @@ class _Sampler:
                             self.kept, {})
 
 
+# diffusers scheduler classes whose step is a function of (ε, t, z_t) only
+STATELESS_SCHEDULERS = ("DDIMScheduler", "DDPMScheduler")
+
+
+def _recurrence(value, scheduler) -> int:
+    """The checked `recurrence`: an integer ≥ 1; above 1 only with a stateless scheduler."""
+    value = 1 if value is None else value
+    try:
+        count = int(value)
+        whole = float(value) == count
+    except (TypeError, ValueError):
+        count, whole = 0, False
+    if count < 1 or not whole:
+        raise SGLError.single("E231", f"`recurrence` must be an integer of 1 or more, not {value!r}")
+    if count > 1 and type(scheduler).__name__ not in STATELESS_SCHEDULERS:
+        raise SGLError.single("E231", f"`recurrence {count}` cannot be used with {type(scheduler).__name__}",
+                              hint='use scheduler "ddim" or "ddpm", or recurrence 1',
+                              notes=("recurrence re-takes each guided step; this scheduler keeps state between steps",))
+    return count
+
+
 class _NoBar:
     def update(self, n: int) -> None:
         pass
@@ -626,7 +686,8 @@ def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLErro
 
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
            cfg: float = 7.5, height: int | None = None, width: int | None = None,
-           strength: float = 0.0, gradient: str = "raw", energy: EnergyFn | None = None,
+           strength: float = 0.0, gradient: str = "raw", recurrence: int = 1,
+           energy: EnergyFn | None = None,
            guide_when: Callable[[StepInfo], bool] | None = None,
            tokens: TokenRequest | None = None, features: Sequence[str] = (),
            sources: Sequence[SourceSpec] = (), scheduler=None, attn_layers: str | None = None,
@@ -643,7 +704,9 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     `recorded[name]` for "self" and each source that records at that step; it returns None when
     no term is active (then no gradient is taken). `gradient`: "raw" adds strength·σ_t·∇g to the
     noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`). `scheduler`: a
-    diffusers scheduler instance (default: a copy of the pipeline's). `attn_layers`: a `layers
+    diffusers scheduler instance (default: a copy of the pipeline's). `recurrence`: take each
+    guided step that many times, noising its result back in between (DDIM/DDPM only; see
+    `_Sampler._recur`). `attn_layers`: a `layers
     "…"` pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
@@ -662,7 +725,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
         raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
     try:
         sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
-                           size=size, strength=strength, gradient=gradient, energy=energy, guide_when=guide_when,
+                           size=size, strength=strength, gradient=gradient, recurrence=recurrence, energy=energy, guide_when=guide_when,
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
                            checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
