@@ -150,3 +150,17 @@ def test_bench_edits_moves_objects_on_eight_scenes(tmp_path):
         assert result["prompt-only"][kind]["success"] == 0.0  # the targets are 0.25 away
         assert result["sgl"][kind]["success"] >= 0.25
         assert result["sgl"][kind]["all_present"] >= 0.75
+
+
+def test_summary_counts_scenes_whose_untouched_objects_held():
+    """`held`: the share of scenes with every untouched object within the drift target; scenes
+    without a drift measurement do not count; the table shows it."""
+    from sgl.bench.edits import Score, summarise, table
+
+    scores = [Score("keep_others", i, True, 0.01, drift, True, 1.0, "", None)
+              for i, drift in enumerate([0.0, 0.02, 0.3, None])]
+    summary = summarise(scores)["keep_others"]
+    assert summary["held"] == pytest.approx(2 / 3)
+    assert summary["drift"] == pytest.approx(0.32 / 3)
+    text = table({"sgl": {"keep_others": summary}, "prompt-only": {"keep_others": summary}})
+    assert "held" in text.splitlines()[0] and " 67% " in text.splitlines()[1]
