@@ -149,3 +149,16 @@ def test_trainer_fine_tunes_an_exported_folder(tmp_path):
 
     tuned_vae = load_file(out / "vae/diffusion_pytorch_model.safetensors")
     assert all(torch.equal(v.float(), tuned_vae[k].float()) for k, v in load_file(vae_a).items())
+
+
+def test_size_readout_compares_attention_size_with_drawn_area():
+    """`measure.size_readout` pairs each drawn object's pixel area with SGL's size of its word;
+    on the shipped weights the two agree (the full measurement is in MODEL_CARD.md)."""
+    from sgl.models.shapes import measure
+
+    out = measure.size_readout(measure.load(), n=12, steps=20, batch=12, record_steps=(19,))
+    assert 8 <= out["n_measured"] <= 12
+    low, high = out["pixel_area_range"]
+    assert 0 < low < high < 0.5
+    assert out["corr_area_soft_size"]["step19"] > 0.5
+    assert -1 <= out["corr_area_attention_mass"]["step19"] <= 1

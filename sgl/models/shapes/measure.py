@@ -338,6 +338,44 @@ def open_caption_quality(pipe, n=50, steps=50, cfg_scale=5.0, batch=10, seed0=ME
             "equivalent_radius_p10_p50_p90": [float(np.percentile(radii, q)) for q in (10, 50, 90)]}
 
 
+def size_readout(pipe, n=48, steps=50, cfg_scale=5.0, batch=12, seed0=MEASURE_SEED0, record_steps=(5, 10, 20, 49)):
+    """Does an object's size as SGL reads it follow the drawn object? On n unguided one-object
+    samples (captions with their size words, so that sizes span the whole range), the Pearson
+    correlation, per recorded step, between the drawn object's pixel area and `size(o)` =
+    mean(softthr(attn)) (core.sgl), and the raw attention mass mean(attn). A resize can only work
+    if this is high; high alone does not make it work (docs/benchmarks.md)."""
+    import torch
+
+    from sgl.runtime.evaluate import softthr
+
+    scenes = [data.render_scene(seed0 + i, n_objects=1) for i in range(n)]
+    areas, soft, mass = [], {st: [] for st in record_steps}, {st: [] for st in record_steps}
+    for b in range(0, n, batch):
+        sc = scenes[b:b + batch]
+        imgs, maps = generate_with_attention(pipe, [s.caption for s in sc], [s.seed for s in sc], steps, cfg_scale,
+                                             record_steps=record_steps)
+        for j, (s, im) in enumerate(zip(sc, imgs)):
+            blob = segment(im)[s.objects[0].colour]
+            if not blob.present:
+                continue
+            areas.append(blob.area)
+            col = data.word_positions(s.objects)[0]["shape"]
+            for st in record_steps:
+                a = maps[st][j, :, col]
+                side = int(round(a.numel() ** 0.5))
+                a = a.reshape(1, side, side).float()
+                soft[st].append(float(softthr(a, torch.tensor([10.0])).mean()))
+                mass[st].append(float(a.mean()))
+
+    def corr(values):
+        return float(np.corrcoef(areas, values)[0, 1]) if len(areas) > 2 else float("nan")
+
+    return {"n_measured": len(areas),
+            "pixel_area_range": [float(min(areas, default=0)), float(max(areas, default=0))],
+            "corr_area_soft_size": {f"step{st}": corr(soft[st]) for st in record_steps},
+            "corr_area_attention_mass": {f"step{st}": corr(mass[st]) for st in record_steps}}
+
+
 def timing(pipe, steps=50, repeats=3, threads=2):
     import torch
 
@@ -369,6 +407,7 @@ def main(argv=None):
     pipe = load(a.model)
     res = quality(pipe, a.n, a.steps, a.cfg, save_grid=a.grid)
     res["open_captions"] = open_caption_quality(pipe, a.n, a.steps, a.cfg)
+    res["size_readout"] = size_readout(pipe, a.n, a.steps, a.cfg)
     if not a.no_timing:
         res["timing"] = timing(pipe, a.steps, threads=a.threads)
     print(json.dumps(res, indent=1))
