@@ -162,3 +162,14 @@ def test_size_readout_compares_attention_size_with_drawn_area():
     assert 0 < low < high < 0.5
     assert out["corr_area_soft_size"]["step19"] > 0.5
     assert -1 <= out["corr_area_attention_mass"]["step19"] <= 1
+
+
+def test_trainer_init_from_a_folder_that_is_not_a_model_is_a_usage_error(tmp_path, capsys):
+    from sgl.models.shapes.train import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--out", str(tmp_path / "ft"), "--init", str(tmp_path), "--device", "cpu"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "not an exported shapes model folder" in err and "shapes_config.json" in err
+    assert not (tmp_path / "ft").exists()  # nothing written

@@ -254,6 +254,10 @@ def learning_rate(args, step: int) -> float:
     return lr
 
 
+# what `--init` reads from an exported folder (sgl/models/shapes/export.py writes them)
+INIT_FILES = ("shapes_config.json", "vae", "unet", "text_encoder")
+
+
 def load_init(folder: Path, comps) -> dict:
     """Load the weights of an exported model folder into freshly built components (in place)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -402,6 +406,11 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.init:
+        missing = [n for n in INIT_FILES if not (Path(args.init) / n).exists()]
+        if missing:
+            p.error(f"--init {args.init}: not an exported shapes model folder (missing {', '.join(missing)}); "
+                    "export one with `python -m sgl.models.shapes.export`")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
