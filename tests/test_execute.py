@@ -143,3 +143,14 @@ def test_guidance_defaults_come_from_the_model(tiny_sd, tiny_sd_dir, tmp_path):
     assert (settings["strength"], settings["gradient"], settings["recurrence"]) == (0.25, "unit", 2)
     mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\n').run(pipe=pipe, progress=False).settings
     assert (mine["strength"], mine["gradient"], mine["recurrence"]) == (7, "raw", 1)
+
+
+def test_an_error_about_the_programs_own_prompt_points_at_it(tiny_sd):
+    """A word past the text encoder's token limit is found at run time, by the tokenizer; the
+    diagnostic points at the `prompt` line."""
+    long_prompt = "a photo of " + "a red dog and " * 20 + "a cat"
+    program = sgl.compile(f'prompt "{long_prompt}"\nsteps 2\ncentroid(cat) = (0.7, 0.5)\n')
+    with pytest.raises(sgl.SGLError) as err:
+        program.run(pipe=tiny_sd, progress=False)
+    diagnostic = err.value.diagnostics[0]
+    assert diagnostic.code == "E202" and diagnostic.span is not None and diagnostic.span.line == 1

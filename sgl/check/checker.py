@@ -82,7 +82,7 @@ def check(program: ast.Program, *, texts: dict[str, str] | None = None,
 
     on_disk = not program.file.startswith("<") and os.path.exists(program.file)
     base = os.path.dirname(program.file) if on_disk else (os.fspath(base_dir) if base_dir is not None else None)
-    resolver = Resolver(modules, settings.get("prompt", ""), base)
+    resolver = Resolver(modules, settings.get("prompt", ""), base, where.get("prompt"))
     resolver.run()
     phases.add(resolver.diags)
     phases.add(_start_problems(settings, where, resolver.sources))

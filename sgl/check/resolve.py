@@ -68,7 +68,7 @@ class Resolver:
     `candidates` (id(Call) → FnInfos), `decls` (id(node) → Binding for params, `for`, block
     `let`), `sources`, `paths` and `diags`."""
 
-    def __init__(self, modules: list[Module], prompt: str, base: str | None):
+    def __init__(self, modules: list[Module], prompt: str, base: str | None, prompt_span: Span | None = None):
         self.modules = modules
         self.main = modules[-1]
         self.prompt = prompt
@@ -79,7 +79,9 @@ class Resolver:
         self.candidates: dict[int, list[FnInfo]] = {}
         self.decls: dict[int, Binding] = {}
         self.sources: dict[str, SourceInfo] = {
-            "self": SourceInfo("self", "self", prompt), ORIG: SourceInfo(ORIG, "orig", prompt)}
+            # the runs of the program's own prompt point at it (for the runtime's errors about its words)
+            "self": SourceInfo("self", "self", prompt, span=prompt_span),
+            ORIG: SourceInfo(ORIG, "orig", prompt, span=prompt_span)}
         self.captions: dict[str, tuple[str, ...]] = {}
         self.paths: dict[int, str] = {}     # id(String) → file path resolved against the program
         self.diags: list[Diagnostic] = []

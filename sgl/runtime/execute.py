@@ -171,7 +171,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         features=tuple(sorted(self_need.features)) if self_need else (),
         sources=sources, scheduler=scheduler, attn_layers=settings["layers"], progress=progress,
         keep_steps=keep_steps if energy.terms else (), cache_sources=cache is not None, info=info,
-        start_latents=start_latents)
+        start_latents=start_latents, prompt_span=energy.sources[SELF].span if SELF in energy.sources else None)
 
     if cache is not None:
         for spec in sources:

@@ -312,7 +312,7 @@ class _Sampler:
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
                  recurrence, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
-                 start_latents, observe):
+                 start_latents, observe, prompt_span):
         self.pipe, self.info = pipe, info
         self.unet = pipe.unet
         self.steps, self.cfg, self.size = int(steps), float(cfg), size
@@ -338,7 +338,7 @@ class _Sampler:
         self.warnings: list[str] = []
         self.trace: list[StepTrace] = []
         self.kept: dict[int, dict[str, Recorded]] = {}
-        self.guided = self._make_generated(SELF, "self", prompt, negative, seed, tokens, features, None, None)
+        self.guided = self._make_generated(SELF, "self", prompt, negative, seed, tokens, features, None, prompt_span)
         if start_latents is not None:
             self.guided.latents = start_latents.to(self.guided.latents).clone()
         self.seed, self.negative = seed, negative
@@ -695,7 +695,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
            loss_scale: float | None = None, progress: bool = False,
            keep_steps: Collection[int] = (), cache_sources: bool = False,
            start_latents: torch.Tensor | None = None, observe: bool = False,
-           info: ModelInfo | None = None) -> SampleResult:
+           info: ModelInfo | None = None, prompt_span: Span | None = None) -> SampleResult:
     """Sample the guided run (prompt/negative/seed) with self-guidance, alongside `sources`.
 
     `tokens`/`features`: what the guided run records for the energy (token group key → phrase of
@@ -711,7 +711,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
     `start_latents`: start the guided run from these latents instead of the seed's noise (e.g.
-    an inverted image's `trajectory.latents[0]`). `observe`: also evaluate the energy (no
+    an inverted image's `trajectory.latents[0]`). `prompt_span`: where the program wrote the
+    prompt, for errors about the guided run's words. `observe`: also evaluate the energy (no
     gradient) at steps that are not guided — strength 0 included — so that the trace of an
     unguided run can be compared with a guided one (its conditional row then takes the explicit
     attention path: equal to the plain pipeline to ~1e-5 rather than bitwise).
@@ -730,7 +731,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
                            checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
                            keep_steps=keep_steps, cache_sources=cache_sources,
-                           start_latents=start_latents, observe=observe)
+                           start_latents=start_latents, observe=observe, prompt_span=prompt_span)
         return sampler.run()
     except RuntimeError as exc:
         converted = out_of_memory_error(exc)
