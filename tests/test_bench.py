@@ -148,8 +148,9 @@ def test_bench_edits_moves_objects_on_eight_scenes(tmp_path):
     result = json.loads(out.read_text())
     for kind in ("move", "keep_others"):
         assert result["prompt-only"][kind]["success"] == 0.0  # the targets are 0.25 away
-        assert result["sgl"][kind]["success"] >= 0.25
+        assert result["sgl"][kind]["success"] >= 0.5  # measured 6 / 8 with recurrence 3
         assert result["sgl"][kind]["all_present"] >= 0.75
+    assert result["sgl"]["keep_others"]["held"] >= 0.5  # the kept object stays put (5 / 8)
 
 
 def test_summary_counts_scenes_whose_untouched_objects_held():
