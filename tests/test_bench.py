@@ -148,9 +148,11 @@ def test_bench_edits_moves_objects_on_eight_scenes(tmp_path):
     result = json.loads(out.read_text())
     for kind in ("move", "keep_others"):
         assert result["prompt-only"][kind]["success"] == 0.0  # the targets are 0.25 away
-        assert result["sgl"][kind]["success"] >= 0.5  # measured 6 / 8 with recurrence 3
         assert result["sgl"][kind]["all_present"] >= 0.75
-    assert result["sgl"]["keep_others"]["held"] >= 0.5  # the kept object stays put (5 / 8)
+    assert result["sgl"]["move"]["success"] >= 0.5  # measured 6 / 8 with recurrence 3
+    # moved and the other object kept within 0.05: measured 3 / 8; the other object held in 5 / 8
+    assert result["sgl"]["keep_others"]["success"] >= 0.25
+    assert result["sgl"]["keep_others"]["held"] >= 0.5
 
 
 def test_summary_counts_scenes_whose_untouched_objects_held():
@@ -165,3 +167,18 @@ def test_summary_counts_scenes_whose_untouched_objects_held():
     assert summary["drift"] == pytest.approx(0.32 / 3)
     text = table({"sgl": {"keep_others": summary}, "prompt-only": {"keep_others": summary}})
     assert "held" in text.splitlines()[0] and " 67% " in text.splitlines()[1]
+
+
+def test_a_move_that_keeps_the_others_must_keep_them():
+    """keep_others and resize say `keep_others(a)`: a moved object with the other one gone
+    elsewhere is a failure; a bare move says nothing about the other object."""
+    from sgl.bench.edits import move_succeeded
+
+    assert move_succeeded("move", 0.01, 1.05, True, 0.4)
+    assert not move_succeeded("keep_others", 0.01, 1.05, True, 0.4)
+    assert not move_succeeded("keep_others", 0.01, 1.05, True, None)
+    assert move_succeeded("keep_others", 0.01, 1.05, True, 0.02)
+    assert not move_succeeded("resize_1.5", 0.01, 1.0, True, 0.3)
+    assert not move_succeeded("keep_others", 0.08, 1.0, True, 0.0)   # not where it was asked to go
+    assert not move_succeeded("move", 0.01, 1.3, True, 0.0)          # the wrong size
+    assert not move_succeeded("move", 0.01, 1.0, False, 0.0)         # an object is missing

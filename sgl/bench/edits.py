@@ -192,6 +192,15 @@ def free_offset(centre, radius: float, others, step: float = 0.25) -> tuple[floa
     return next((d for d in candidates if room(d) >= 0), max(candidates, key=room))
 
 
+def move_succeeded(kind: str, off: float, area_ratio: float, present: bool, drift: float | None) -> bool:
+    """A move or resize succeeded: the object's centroid within CENTROID_TOL of its target, its
+    area within AREA_TOL of the asked one, every object present, and — for every kind whose
+    program says `keep_others` (all but a bare `move`) — the other objects within CENTROID_TOL
+    of where they were."""
+    kept = kind == "move" or (drift is not None and drift <= CENTROID_TOL)
+    return off <= CENTROID_TOL and abs(area_ratio - 1) <= AREA_TOL and present and kept
+
+
 def unused_colour(blobs, index: int, also=()) -> str:
     """A palette colour absent from the image (and not in `also`), varied with the scene index."""
     free = [c for c in COLOURS if not blobs[c].present and c not in also]
@@ -274,7 +283,7 @@ class Bench:
                 continue
             off = _dist(blob.centroid, target)
             ratio = blob.area / max(area_target, 1e-6)  # 1: the asked area
-            ok = off <= CENTROID_TOL and abs(ratio - 1) <= AREA_TOL and present
+            ok = move_succeeded(kind, off, ratio, present, drift)
             error = abs(ratio - 1) if kind.startswith("resize") else off  # the edited property
             note = f"area {ratio:.2f} of the target, centroid off by {off:.3f}"
             scores.append(Score(kind, index, ok, error, drift, present and blob.present, secs, note, img))
