@@ -352,3 +352,26 @@ def test_recurrence_needs_a_stateless_scheduler(tiny_sd):
         assert err.value.diagnostics[0].code == "E231"
     ddpm = sample(tiny_sd, scheduler=make_scheduler(tiny_sd, "ddpm"), recurrence=2, **common)
     assert ddpm.trace[0].guided
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_step_alphas_are_the_ones_the_scheduler_steps_between(tiny_sd, spacing):
+    """A DDIM step with the model predicting the true noise of z_t = sqrt(ᾱ_t)·x0 + sqrt(1−ᾱ_t)·ε
+    lands on sqrt(ᾱ_prev)·x0 + sqrt(1−ᾱ_prev)·ε for the ᾱ_prev that `step_alphas` names."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from sgl.runtime.sampler import step_alphas
+
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(1, 4, 4, 4, generator=gen), torch.randn(1, 4, 4, 4, generator=gen)
+    for cls in (DDIMScheduler, DDPMScheduler):
+        sched = cls.from_config(tiny_sd.scheduler.config, timestep_spacing=spacing)
+        sched.set_timesteps(7)
+        for t in sched.timesteps:
+            a_t, a_prev = step_alphas(sched, t)
+            z = a_t ** 0.5 * x0 + (1 - a_t) ** 0.5 * eps
+            if cls is DDIMScheduler:
+                moved = sched.step(eps, t, z, eta=0.0).prev_sample
+                assert torch.allclose(moved, a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps, atol=1e-4)
+            else:  # DDPM's posterior mean, at the same two alphas
+                assert 0 < a_t <= a_prev <= 1

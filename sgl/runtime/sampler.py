@@ -60,6 +60,19 @@ def renoise(z_prev: torch.Tensor, alpha_t: float, alpha_prev: float, noise: torc
     return math.sqrt(ratio) * z_prev + math.sqrt(max(1.0 - ratio, 0.0)) * noise
 
 
+def step_alphas(scheduler, timestep) -> tuple[float, float]:
+    """(ᾱ_t, ᾱ of the step's target) exactly as the scheduler's own step uses them: DDIM steps to
+    t − T/N (ᾱ = `final_alpha_cumprod` below 0), DDPM to `previous_timestep(t)` (ᾱ = 1 below 0)."""
+    alphas = scheduler.alphas_cumprod
+    t = int(timestep)
+    if hasattr(scheduler, "previous_timestep"):
+        prev, final = int(scheduler.previous_timestep(timestep)), 1.0
+    else:
+        prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        final = float(scheduler.final_alpha_cumprod)
+    return float(alphas[t]), (float(alphas[prev]) if prev >= 0 else final)
+
+
 @dataclass(frozen=True)
 class StepInfo:
     """Where the sampler is: step `index` of `num_steps` (0-based), the scheduler timestep,
@@ -572,12 +585,10 @@ class _Sampler:
         while the model keeps the latent on its manifold. Sources are not re-run: their step-t
         recordings stay the targets."""
         g = self.guided
-        alphas = g.scheduler.alphas_cumprod
-        t_next = g.scheduler.timesteps[step.index + 1]
+        alpha_t, alpha_prev = step_alphas(g.scheduler, timestep)
         for _ in range(self.recurrence - 1):
             noise = torch.randn(g.latents.shape, generator=self.recur_generator, dtype=torch.float32)
-            g.latents = renoise(g.latents, float(alphas[int(timestep)]), float(alphas[int(t_next)]),
-                                noise.to(g.latents))
+            g.latents = renoise(g.latents, alpha_t, alpha_prev, noise.to(g.latents))
             eps_u = None
             if g.uncond is not None:
                 g_in = g.scheduler.scale_model_input(g.latents, timestep)
