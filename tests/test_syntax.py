@@ -247,3 +247,10 @@ def test_sgl_explain(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["explain", "E777"])
     assert exit_.value.code == 2
+
+
+def test_the_parsers_setting_hints_cover_the_settings_table():
+    from sgl.check.settings import SETTINGS
+    from sgl.syntax.errors import SETTING_NAMES
+
+    assert set(SETTING_NAMES) == set(SETTINGS)

@@ -24,11 +24,13 @@ from sgl.syntax.grammar import TooDeep, parser, terminal_spelling
 
 CONTINUATIONS = {"STAR", "PLUS", "MINUS", "SLASH", "DOT"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS"}
-SETTING_NAMES = ("prompt", "negative", "seed", "steps", "cfg", "resolution", "strength",
-                 "model", "scheduler", "layers")
+# the settings table (sgl/check/settings.py; a test keeps the two in step), for the hint of a
+# setting line the parser cannot read
 SETTING_EXAMPLES = {"prompt": '"a red circle and a blue square"', "negative": '"blurry"', "seed": "7",
                     "steps": "50", "cfg": "7.5", "resolution": "512` or `resolution 512x768",
-                    "strength": "1.0", "model": '"shapes"', "scheduler": '"ddim"', "layers": '"…"'}
+                    "strength": "1.0", "model": '"shapes"', "scheduler": '"ddim"', "layers": '"…"',
+                    "start": '"photo"', "gradient": '"unit"', "recurrence": "3"}
+SETTING_NAMES = tuple(SETTING_EXAMPLES)
 MODIFIER_WORDS = ("weight", "from", "using", "margin")
 # Tokens that suggest the bracket before them should have been closed.
 AFTER_CLOSE = {"=", "<", ">", "<=", ">=", "≤", "≥", "{", "weight", "from", "using", "margin"}
