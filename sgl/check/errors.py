@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from sgl.diagnostics import Diagnostic, Label, Severity, Span
+from sgl.syntax import ast
 
 
 def _mean(suggestion: str | None) -> str | None:
@@ -122,6 +123,12 @@ def bad_start(name: str, span: Span, suggestion: str | None, loaded: Sequence[st
                       hint=_mean(suggestion) or (f"loaded images are {_list(loaded)}" if loaded else
                                                  'declare one: `image photo = load "photo.png" caption "…"`'),
                       notes=("`start` edits a real image: sampling starts from its inverted noise",))
+
+
+def setting_with_equals(name: str, span: Span, value) -> Diagnostic:
+    written = f'"{value.value}"' if isinstance(value, ast.String) else (value.text or repr(value.value))
+    return Diagnostic("E026", f"`{name}` is a setting, not a value", span,
+                      hint=f"a setting takes no `=`: write `{name} {written}`")
 
 
 def setting_as_value(name: str, span: Span) -> Diagnostic:

@@ -272,6 +272,11 @@ class Resolver:
 
     def statement(self, stmt, scope, fn: ast.FnDef | None, nested: bool = False) -> None:
         if isinstance(stmt, ast.Constraint):
+            if (stmt.op == "=" and isinstance(stmt.lhs, ast.Name) and stmt.lhs.id in SETTINGS
+                    and scope.lookup(stmt.lhs.id) is None and isinstance(stmt.rhs, (ast.Number, ast.String))):
+                # `steps = 20`: a setting written like an assignment
+                self.diags.append(errors.setting_with_equals(stmt.lhs.id, stmt.lhs.span, stmt.rhs))
+                return
             self.expr(stmt.lhs, scope)
             self.expr(stmt.rhs, scope)
             self.modifiers(stmt, scope)
