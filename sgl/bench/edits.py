@@ -213,11 +213,11 @@ class Bench:
         self.pipe, self.steps, self.cache, self.progress = pipe, steps, cache, progress
         self.overrides = dict(overrides or {})
         self.methods = tuple(methods)
-        self.method = self.methods[0]  # the row whose programs the edit_* functions run
 
-    def run_program(self, text: str, base_dir: Path | None = None):
-        """Compile and run `text` as a file in `base_dir` (default: a fresh temporary folder),
-        next to a copy of port_edits.sgl, which the port row's programs import."""
+    def run_program(self, text: str, method: Method, base_dir: Path | None = None):
+        """Compile and run `text`, a program of `method`'s row (its `--set` overrides apply when
+        the row is tunable), as a file in `base_dir` (default: a fresh temporary folder), next to
+        a copy of port_edits.sgl, which the port row's programs import."""
         import shutil
 
         import sgl
@@ -227,14 +227,15 @@ class Bench:
             shutil.copy(bench_dir() / "port_edits.sgl", folder / "port_edits.sgl")
             path = folder / "bench_program.sgl"
             path.write_text(text, encoding="utf-8")
-            program = sgl.compile(path, **(self.overrides if self.method.tunable else {}))
+            program = sgl.compile(path, **(self.overrides if method.tunable else {}))
             start = time.perf_counter()
             result = program.run(pipe=self.pipe, progress=self.progress, cache=self.cache)
             return result, time.perf_counter() - start
 
     def original(self, prompt: str, seed: int):
         text = f'prompt "{prompt}"\nseed {seed}\nsteps {self.steps}\n'
-        result, _ = self.run_program(text)  # no constraints: only the (cached) original runs
+        # no constraints: only the (cached) original runs, as the first row's programs see it
+        result, _ = self.run_program(text, self.methods[0])
         return result.original
 
     # -- the edits ---------------------------------------------------------------------------
@@ -250,7 +251,6 @@ class Bench:
         for kind in kinds:
             a, b = described(kind, scene)
             prompt = caption_of([a, b])
-            self.method = self.methods[0]  # the original as the first row's programs see it (its overrides)
             original = None if kind == "real_move" else self.original(prompt, seed)
             orig = None if original is None else _blobs(original)
             found = None if orig is None else locate(orig, [a, b])
@@ -263,9 +263,8 @@ class Bench:
                 a, b = (o if o.says_colour else dataclasses.replace(o, colour=f.colour) for o, f in zip((a, b), found))
             run = getattr(self, "edit_resize" if kind.startswith("resize") else f"edit_{kind}")
             for method in self.methods:
-                self.method = method
                 base = {"prompt": prompt, "seed": seed, "steps": self.steps, **method.fill()}
-                scored = run(kind, index, scene, a, b, base, original, orig)
+                scored = run(kind, index, scene, a, b, base, original, orig, method)
                 rows[method.name].append(scored[0])
             if scored[1].image is None:  # the grid shows what doing nothing gives
                 scored[1].image = _photo(scene) if kind == "real_move" else original
@@ -289,28 +288,28 @@ class Bench:
             scores.append(Score(kind, index, ok, error, drift, present and blob.present, secs, note, img))
         return scores
 
-    def edit_move(self, kind, index, scene, a, b, base, original, orig):
+    def edit_move(self, kind, index, scene, a, b, base, original, orig, method):
         ca = orig[a.colour].centroid
         dx, dy = free_offset(ca, _radius(orig[a.colour].area), [(orig[b.colour].centroid, _radius(orig[b.colour].area))])
         text = template(kind).substitute(base, a=_phrase(a), dx=dx, dy=dy)
-        result, secs = self.run_program(text)
+        result, secs = self.run_program(text, method)
         return self._move_like(kind, index, a, b, base, orig, result.image, secs,
                                (ca[0] + dx, ca[1] + dy), orig[a.colour].area)
 
     edit_keep_others = edit_move
 
-    def edit_resize(self, kind, index, scene, a, b, base, original, orig):
+    def edit_resize(self, kind, index, scene, a, b, base, original, orig, method):
         factor = float(kind.split("_")[1])
         text = template("resize").substitute(base, a=_phrase(a), factor=factor)
-        result, secs = self.run_program(text)
+        result, secs = self.run_program(text, method)
         return self._move_like(kind, index, a, b, base, orig, result.image, secs,
                                orig[a.colour].centroid, orig[a.colour].area * factor * factor)
 
-    def edit_appearance_swap(self, kind, index, scene, a, b, base, original, orig):
+    def edit_appearance_swap(self, kind, index, scene, a, b, base, original, orig, method):
         new = unused_colour(orig, index)  # a colour the original does not show
         ref = caption_of([dataclasses.replace(a, colour=new, says_colour=True), b])
         text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref, ref_seed=index + 1000)
-        result, secs = self.run_program(text)
+        result, secs = self.run_program(text, method)
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
             worn = blobs[new]  # a's shape should now wear the reference's colour, where a was
@@ -321,13 +320,13 @@ class Bench:
             scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, "", img))
         return scores
 
-    def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig):
+    def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig, method):
         new_a = unused_colour(orig, index)
         new_b = unused_colour(orig, index + 1, also=(new_a,))
         ref = caption_of([dataclasses.replace(a, colour=new_a, says_colour=True),
                           dataclasses.replace(b, colour=new_b, says_colour=True)])
         text = template(kind).substitute(base, ref_prompt=ref, ref_seed=index + 1000)
-        result, secs = self.run_program(text)
+        result, secs = self.run_program(text, method)
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
             # a where a was, in the colour the reference gave a; b likewise
@@ -338,10 +337,10 @@ class Bench:
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
         return scores
 
-    def edit_compose(self, kind, index, scene, a, b, base, original, orig):
+    def edit_compose(self, kind, index, scene, a, b, base, original, orig, method):
         text = template(kind).substitute(base, a=_phrase(a), b=_phrase(b), a_caption=_caption(a),
                                          b_caption=_caption(b), r1_seed=index + 2000, r2_seed=index + 3000)
-        result, secs = self.run_program(text)
+        result, secs = self.run_program(text, method)
         r1, r2 = _blobs(result.sources["r1"]), _blobs(result.sources["r2"])
         if not (r1[a.colour].present and r2[b.colour].present):
             note = "a reference lacks its object"
@@ -356,7 +355,7 @@ class Bench:
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
         return scores
 
-    def edit_real_move(self, kind, index, scene, a, b, base, original, orig):
+    def edit_real_move(self, kind, index, scene, a, b, base, original, orig, method):
         from PIL import Image
 
         truth = {o.colour: o for o in scene.objects}
@@ -365,7 +364,7 @@ class Bench:
             photo = Path(tmp) / "photo.png"
             Image.fromarray(scene.image).save(photo)
             text = template(kind).substitute(base, a=_phrase(a), photo=photo.name, dx=dx, dy=dy)
-            result, secs = self.run_program(text, base_dir=Path(tmp))
+            result, secs = self.run_program(text, method, base_dir=Path(tmp))
         scores = []
         photo_blobs = _blobs(Image.fromarray(scene.image))
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (photo_blobs, None, 0.0)):
