@@ -86,7 +86,9 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
     _e("E028", "unknown gradient mode",
        "`gradient \"raw\"` adds the paper's v·σ_t·∇g to the noise prediction; `gradient \"unit\"` "
        "first scales ∇g to unit RMS, so that `strength` is a step size independent of the "
-       "energy's scale (the embedded `shapes` model's default).",
+       "energy's scale (the embedded `shapes` model's default); `gradient \"balanced\"` also "
+       "divides every term's gradient by its own size first, so that each term's weight is its "
+       "share of the step.",
        P + 'gradient "norm"\n', P + 'gradient "unit"\n'),
     _e("E029", "`recurrence` with a stateful scheduler",
        "`recurrence N` takes every guided step N times: it noises the step's result back to the "

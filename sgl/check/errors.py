@@ -100,8 +100,9 @@ def setting_range(name: str, requirement: str, span: Span) -> Diagnostic:
 
 def unknown_gradient(name: str, span: Span, suggestion: str | None, known: Sequence[str]) -> Diagnostic:
     return Diagnostic("E028", f"unknown gradient mode `{name}`", span,
-                      hint=_mean(suggestion) or f"gradient modes are {_list(known)}: the paper's v·σ·∇g, or "
-                                                  "the same with ∇g scaled to unit RMS")
+                      hint=_mean(suggestion) or f"gradient modes are {_list(known)}: the paper's v·σ·∇g, the "
+                                                  "same with ∇g scaled to unit RMS, or with each term's "
+                                                  "gradient scaled to its weight")
 
 
 def unknown_scheduler(name: str, span: Span, suggestion: str | None, known: Sequence[str]) -> Diagnostic:

@@ -25,8 +25,9 @@ SETTINGS: dict[str, str] = {
 SCHEDULERS = ("ddim", "ddpm", "pndm", "euler", "euler_a", "dpm")
 
 # How the energy gradient enters the noise prediction (the runtime's sampler reads this table):
-# "raw" = the paper's v·σ_t·∇g, "unit" = v·σ_t·∇g / rms(∇g).
-GRADIENTS = ("raw", "unit")
+# "raw" = the paper's v·σ_t·∇g, "unit" = v·σ_t·∇g / rms(∇g), "balanced" = the same with every
+# term's gradient first divided by its own RMS (sgl/runtime/balance.py).
+GRADIENTS = ("raw", "unit", "balanced")
 
 # Schedulers whose step depends only on (ε, t, z_t), so that `recurrence` can noise a step's
 # result back to t and take the step again (PNDM, DPM and Euler keep state between steps).

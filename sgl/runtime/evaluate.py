@@ -697,6 +697,9 @@ class EnergyCallback:
         if not any(self.evaluator.active(step.index, step.num_steps)):
             return None
         out = self.evaluator(step.index, step.num_steps, inputs_from_recorded(recorded, self.feature_layers))
-        terms = {name: float(term.weight * value.detach().mean())
-                 for name, term, value in zip(self.names, self.evaluator.terms, out.values) if value is not None}
-        return EnergyOut(out.total, terms)
+        terms, parts = {}, {}
+        for name, term, value in zip(self.names, self.evaluator.terms, out.values):
+            if value is not None:
+                terms[name] = float(term.weight * value.detach().mean())
+                parts[name] = (float(term.weight), value)
+        return EnergyOut(out.total, terms, parts)

@@ -28,6 +28,7 @@ from typing import Callable, Collection, Hashable, Mapping, Sequence
 import torch
 
 from sgl.check.settings import GRADIENTS
+from sgl.runtime.balance import Balancer
 from sgl.diagnostics import SGLError, Span
 from sgl.runtime.hooks import Recorded, Recorder, SourceRows
 from sgl.runtime.pipelines import ModelInfo, model_info
@@ -91,10 +92,13 @@ class StepInfo:
 @dataclass
 class EnergyOut:
     """An energy evaluation: `total` is differentiable, shape [] or [B] (one value per guided
-    row); `terms` holds each term's value (weighted, as a float) for the trace."""
+    row); `terms` holds each term's value (weighted, as a float) for the trace. `parts`, when
+    given, splits `total` into its terms, name → (weight, unweighted differentiable value), with
+    total = Σ weight·value: `gradient "balanced"` needs them (without, it acts as "unit")."""
 
     total: torch.Tensor
     terms: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, tuple[float, torch.Tensor]] = field(default_factory=dict)
 
 
 EnergyFn = Callable[[StepInfo, dict[str, Recorded]], "EnergyOut | None"]
@@ -333,7 +337,8 @@ class _Sampler:
         if gradient not in GRADIENTS:
             raise SGLError.single("E028", f"unknown gradient mode `{gradient}`",
                                   hint=f"gradient modes are {', '.join(GRADIENTS)}")
-        self.unit_gradient = gradient == "unit"
+        self.unit_gradient = gradient in ("unit", "balanced")
+        self.balancer = Balancer() if gradient == "balanced" else None
         self.observe = observe
         self.eta, self.checkpointing = eta, checkpointing
         self.dtype = self.unet.dtype
@@ -499,7 +504,11 @@ class _Sampler:
             if not total.requires_grad:
                 self._warn(f"step {step.index}: the energy does not depend on the guided image; no guidance")
                 return eps.detach(), None
-            (grad,) = torch.autograd.grad(total * self.loss_scale, z_in, allow_unused=True)
+            if self.balancer is not None and out.parts:
+                grad = self.balancer.gradient(out.parts, z_in, step.index, self.loss_scale)
+                grad = None if grad is None else grad * self.loss_scale  # unscaled below
+            else:
+                (grad,) = torch.autograd.grad(total * self.loss_scale, z_in, allow_unused=True)
         if grad is None:
             self._warn(f"step {step.index}: the energy does not depend on the guided latent; no guidance")
             return eps.detach(), None
