@@ -85,3 +85,15 @@ def test_balanced_sampling_ignores_each_terms_scale(tiny_sd):
     assert (unit_1.latents - unit_1000.latents).abs().max() > 1e-3
     plain = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5)
     assert (bal_1.latents - plain.latents).abs().max() > 1e-3
+
+
+def test_the_trace_shows_each_terms_measured_gradient_size(tiny_sd):
+    def energy(step, rec):
+        right = 1.0 - centroid_x(rec[SELF].attn["dog"])
+        return EnergyOut(total=right, parts={"right": (1.0, right)})
+
+    result = sample(tiny_sd, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, tokens={"dog": "dog"}, strength=0.5,
+                    gradient="balanced", energy=energy)
+    measured = [s.scales for s in result.trace]
+    assert measured[0].keys() == {"right"} and measured[0]["right"] > 0
+    assert measured[1] == {}  # reused until CALIBRATE_EVERY steps have passed

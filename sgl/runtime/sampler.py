@@ -170,6 +170,7 @@ class StepTrace:
     total: float | None = None
     grad_norm: float | None = None
     skipped: bool = False
+    scales: dict[str, float] = field(default_factory=dict)  # `balanced`: term gradient RMS measured here
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -506,6 +507,8 @@ class _Sampler:
                 return eps.detach(), None
             if self.balancer is not None and out.parts:
                 grad = self.balancer.gradient(out.parts, z_in, step.index, self.loss_scale)
+                record.scales = {name: float(self.balancer.scales[name].mean())
+                                 for name, at in self.balancer.measured.items() if at == step.index}
                 grad = None if grad is None else grad * self.loss_scale  # unscaled below
             else:
                 (grad,) = torch.autograd.grad(total * self.loss_scale, z_in, allow_unused=True)
