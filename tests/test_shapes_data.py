@@ -120,3 +120,16 @@ def test_cleanliness_sees_noise():
     img = data.render_scene(3).image
     noisy = np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255).astype(np.uint8)
     assert measure.cleanliness(noisy) > 5 * measure.cleanliness(img)
+
+
+def test_vague_size_and_colour_probabilities_apart():
+    """(size, colour): sizes left out with their own probability, colours exactly as with the
+    same single probability (one random stream for both)."""
+    for seed in range(40):
+        same = data.render_scene(seed, vague=0.3)
+        split = data.render_scene(seed, vague=(1.0, 0.3))
+        assert [o.says_colour for o in split.objects] == [o.says_colour for o in same.objects]
+        assert not any(o.says_size for o in split.objects)
+        assert np.array_equal(split.image, same.image)
+    kept = data.render_scene(7, vague=(0.0, 1.0))
+    assert all(o.says_size for o in kept.objects) and not any(o.says_colour for o in kept.objects)

@@ -128,9 +128,12 @@ def _coverage(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndarr
     return a
 
 
-def render_scene(seed: int, size: int = IMAGE_SIZE, n_objects: int | None = None, vague: float = 0.0) -> Scene:
+def render_scene(seed: int, size: int = IMAGE_SIZE, n_objects: int | None = None,
+                 vague: float | tuple[float, float] = 0.0) -> Scene:
     """The scene for `seed` (deterministic); `vague`: the probability that the caption leaves out an
-    object's size word, and independently its colour word."""
+    object's size word, and independently its colour word — one number for both, or a
+    (size, colour) pair. The draws do not depend on `vague`, so a colour word is left out for
+    the same objects whatever the size probability."""
     rng = np.random.default_rng([seed, 0x5617])
     n = n_objects or int(rng.choice([1, 2, 3], p=[0.25, 0.40, 0.35]))
     colours = rng.choice(len(COLOURS), n, replace=False)
@@ -165,7 +168,7 @@ def render_scene(seed: int, size: int = IMAGE_SIZE, n_objects: int | None = None
     image = np.clip(img.round(), 0, 255).astype(np.uint8)
     ys, xs = np.mgrid[0:size, 0:size]
     objects = []
-    says = np.random.default_rng([seed, 0xCA9]).random((n, 2)) >= vague
+    says = np.random.default_rng([seed, 0xCA9]).random((n, 2)) >= np.broadcast_to(np.asarray(vague, float), (2,))
     for (colour, shape, sw, cx, cy, r), cov, (say_size, say_colour) in zip(specs, covs, says):
         m = cov >= 0.5
         cnt = max(int(m.sum()), 1)
@@ -200,7 +203,7 @@ MAX_OBJECTS = 3
 MAX_TOKENS = 24  # CLIP max_position_embeddings
 
 
-def build_cache(seeds, size: int = IMAGE_SIZE, vague: float = 0.0):
+def build_cache(seeds, size: int = IMAGE_SIZE, vague: float | tuple[float, float] = 0.0):
     """Arrays for training: images uint8 NxHxWx3, labels uint8 NxHxW, token positions int16 Nx3x3
     (object x [colour, shape, size], -1 where absent), captions (list of str), centroids float32 Nx3x2."""
     seeds = list(seeds)
@@ -227,7 +230,7 @@ def _build_cache_chunk(args):
 
 
 def build_cache_parallel(start: int, count: int, size: int = IMAGE_SIZE, workers: int = 2, chunk: int = 2000,
-                         vague: float = 0.0):
+                         vague: float | tuple[float, float] = 0.0):
     """`build_cache(range(start, start + count), size, vague)` using `workers` processes."""
     import multiprocessing as mp
 

@@ -49,6 +49,8 @@ def export(run=".train/run1", out=WEIGHTS_DIR, ema: bool = True, fp16: bool = Tr
     if args_file.exists():
         args = json.loads(args_file.read_text())
         info["vague"] = args.get("vague", 0.0)
+        if args.get("vague_size") is not None:
+            info["vague_size"] = args["vague_size"]
     (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
     if (out / "sgl.json").exists():  # the guidance tuned on `sgl bench edits` stays until re-tuned
         shutil.copy(out / "sgl.json", tmp / "sgl.json")

@@ -76,7 +76,7 @@ def tokenize(tok, captions, max_len):
 # ---------------------------------------------------------------------------------------------
 # stage 0
 
-def load_cache(path: Path, n: int, workers: int, vague: float = 0.0):
+def load_cache(path: Path, n: int, workers: int, vague: float | tuple[float, float] = 0.0):
     if path.exists():
         z = np.load(path)
         return {k: z[k] for k in z.files}
@@ -400,6 +400,8 @@ def main(argv=None):
     p.add_argument("--init", metavar="DIR", help="fine-tune this exported model folder (its VAE is kept)")
     p.add_argument("--vague", type=float, default=0.0,
                    help="probability that a caption leaves out an object's size word, and its colour word")
+    p.add_argument("--vague-size", type=float, default=None,
+                   help="probability for the size word alone (default: --vague)")
     args = p.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -434,8 +436,10 @@ def main(argv=None):
             atomic_save({"vae": comps["vae"].state_dict(), "opt": {}, "state": {
                 "step": 0, "seconds": 0.0, "done": True, "init": str(args.init),
                 "scaling_factor": cfg.vae_scaling_factor}}, out / "vae.pt")
+    vague = args.vague if args.vague_size is None else (args.vague_size, args.vague)
     name = f"cache_{args.n_scenes}" + (f"_vague{args.vague:g}" if args.vague else "")
-    cache = load_cache(out.parent / f"{name}.npz", args.n_scenes, args.threads, args.vague)
+    name += f"_size{args.vague_size:g}" if args.vague_size is not None else ""
+    cache = load_cache(out.parent / f"{name}.npz", args.n_scenes, args.threads, vague)
     log(out, f"cache: {len(cache['images'])} scenes")
     if args.init:
         kept = torch.load(out / "vae.pt", weights_only=False, map_location=DEVICE)
