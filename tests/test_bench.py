@@ -40,10 +40,11 @@ def test_bench_speed_on_a_tiny_architecture(tmp_path):
 @pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
 def test_bench_edits_runs_end_to_end(tmp_path):
     out = tmp_path / "edits.json"
-    done = _bench("edits", "--n", "2", "--steps", "6", "--weight", "appearance=2", "--json", str(out))
+    done = _bench("edits", "--n", "2", "--first", "1", "--steps", "6", "--weight", "appearance=2", "--json", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert result["n"] == 2 and result["weights"] == {"appearance": 2.0}
+    assert result["n"] == 2 and result["first"] == 1 and result["weights"] == {"appearance": 2.0}
+    assert {s["scene"] for s in result["per_scene"]["sgl"]} == {1, 2}
     assert set(result["sgl"]) == set(result["port"]) == set(result["prompt-only"]) and "move" in result["sgl"]
     for method in ("sgl", "port", "prompt-only"):
         for row in result[method].values():
@@ -182,3 +183,28 @@ def test_a_move_that_keeps_the_others_must_keep_them():
     assert not move_succeeded("keep_others", 0.08, 1.0, True, 0.0)   # not where it was asked to go
     assert not move_succeeded("move", 0.01, 1.3, True, 0.0)          # the wrong size
     assert not move_succeeded("move", 0.01, 1.0, False, 0.0)         # an object is missing
+
+
+def _fake_run(first: int, n: int, successes: list[bool]) -> dict:
+    from sgl.bench.edits import CENTROID_TOL, Score, summarise
+
+    scores = {"sgl": [Score("move", first + i, ok, 0.01, 0.0) for i, ok in enumerate(successes)],
+              "prompt-only": [Score("move", first + i, False, 0.25, 0.0) for i in range(n)]}
+    return {"n": n, "first": first, "steps": 50, "seconds": 1.0, "overrides": {}, "weights": {},
+            "tolerances": {"centroid": CENTROID_TOL},
+            **{k: summarise(v) for k, v in scores.items()},
+            "per_scene": {k: [{f: x for f, x in s.__dict__.items() if f != "image"} for s in v] for k, v in scores.items()}}
+
+
+def test_merge_joins_runs_over_disjoint_scenes(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_fake_run(0, 2, [True, False])))
+    b.write_text(json.dumps(_fake_run(2, 2, [True, True])))
+    out = tmp_path / "all.json"
+    done = _bench("edits", "--merge", str(a), str(b), "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    merged = json.loads(out.read_text())
+    assert merged["n"] == 4 and merged["sgl"]["move"]["success"] == 0.75 and merged["sgl"]["move"]["n"] == 4
+    assert "75%" in done.stdout
+    again = _bench("edits", "--merge", str(a), str(a))
+    assert again.returncode != 0 and "share scenes" in again.stderr

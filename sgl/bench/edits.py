@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import string
 import tempfile
@@ -422,7 +423,9 @@ def table(results: dict) -> str:
 
 def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Path | None = None,
               progress: bool = False, overrides: dict | None = None, methods=("sgl", "port"),
-              weights: dict | None = None) -> dict:
+              weights: dict | None = None, first: int = 0) -> dict:
+    """Scenes `first` … `first + n − 1` of the held-out set (so that a sweep can be split over
+    processes), every kind, every row."""
     from sgl.runtime.cache import RunCache
     from sgl.runtime.pipelines import load_pipeline
 
@@ -434,10 +437,10 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
     bench = Bench(pipe, steps, RunCache(), progress, overrides, rows)
     rows: dict[str, list[Score]] = {}
     start = time.perf_counter()
-    for i in range(n):
+    for i in range(first, first + n):
         for name, scores in bench.scene_scores(i, kinds).items():
             rows.setdefault(name, []).extend(scores)
-    results = {"n": n, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
+    results = {"n": n, "first": first, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
                "weights": dict(weights or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
                **{name: summarise(scores) for name, scores in rows.items()},
@@ -446,6 +449,29 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
     if grid_dir is not None:
         _save_grid(rows, Path(grid_dir))
     return results
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from runs over disjoint scene ranges (`--first`): per-scene scores joined, every
+    row summarised again. The runs must share steps, overrides and weights."""
+    same = {(r["steps"], json.dumps(r["overrides"], sort_keys=True), json.dumps(r["weights"], sort_keys=True))
+            for r in results}
+    if len(same) != 1:
+        raise SystemExit("--merge: the runs differ in steps, --set or --weight")
+    rows: dict[str, list[Score]] = {}
+    for r in results:
+        for name, scores in r["per_scene"].items():
+            rows.setdefault(name, []).extend(Score(**s) for s in scores)
+    for name, scores in rows.items():
+        keys = [(s.kind, s.scene) for s in scores]
+        if len(set(keys)) != len(keys):
+            raise SystemExit("--merge: the runs share scenes")
+    first = results[0]
+    return {"n": sum(r["n"] for r in results), "first": min(r.get("first", 0) for r in results),
+            "steps": first["steps"], "seconds": sum(r["seconds"] for r in results),
+            "overrides": first["overrides"], "weights": first["weights"], "tolerances": first["tolerances"],
+            **{name: summarise(scores) for name, scores in rows.items()},
+            "per_scene": {name: [r for res in results for r in res["per_scene"].get(name, [])] for name in rows}}
 
 
 def _save_grid(rows: dict[str, list[Score]], folder: Path) -> None:
@@ -478,6 +504,10 @@ def main(argv=None) -> int:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=8, help="number of held-out scenes")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="print (and with --json write) the table of earlier runs over disjoint scenes together")
+    parser.add_argument("--first", type=int, default=0,
+                        help="index of the first scene (to split a sweep over processes: --first 16 --n 16)")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated edit kinds")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="write the results as JSON here")
@@ -493,6 +523,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args) -> int:
+    if args.merge:
+        loaded = []
+        for path in args.merge:
+            try:
+                loaded.append(json.loads(Path(path).read_text(encoding="utf-8")))
+            except (OSError, ValueError) as err:
+                raise SystemExit(f"--merge {path}: {err}") from None
+        results = merge(loaded)
+        return publish(results, table(results), args.json_path)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -515,8 +554,10 @@ def command(args) -> int:
             weights[key.strip()] = float(value)
         except ValueError:
             raise SystemExit(f"--weight {item}: the weight must be a number") from None
+    if args.n < 1 or args.first < 0:
+        raise SystemExit("--n must be at least 1 and --first at least 0")
     results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods,
-                        weights=weights)
+                        weights=weights, first=args.first)
     return publish(results, table(results), args.json_path)
 
 
