@@ -55,7 +55,7 @@ def test_bench_edits_runs_end_to_end(tmp_path):
 
 def test_bench_weight_option_names_a_template_term():
     done = _bench("edits", "--n", "1", "--weight", "colour=2")
-    assert done.returncode != 0 and "--weight takes one of: shape, centroid, appearance" in done.stderr
+    assert done.returncode != 0 and "--weight takes one of: shape, centroid, appearance, mass" in done.stderr
     done = _bench("edits", "--n", "1", "--weight", "shape=heavy")
     assert done.returncode != 0 and "the weight must be a number" in done.stderr and "Traceback" not in done.stderr
 
@@ -72,6 +72,7 @@ def test_bench_weights_agree_with_the_stdlib():
     layout = layout[:layout.index("}")]
     assert f"silhouette₀(o) weight {weights['shape']} " in layout
     assert f"centroid₀(o) weight {weights['centroid']} " in layout
+    assert f"mass_in₀(o, silhouette₀(o)) weight {weights['mass']} " in layout
     look = text[text.index("fn copy_appearance"):]
     look = look[:look.index("}")]
     assert re.search(rf"appearance₀\(o\) weight {weights['appearance']} ", look)

@@ -96,12 +96,12 @@ class Method:
 # SGL: the stdlib's macros and its weights (copy_layout: shape 6, centroid 5; copy_appearance:
 # appearance — tests/test_bench.py checks that these agree with stdlib/edits.sgl), the model's
 # own strength and gradient mode.
-SGL = Method("sgl", "edits", weights=(("shape", 6), ("centroid", 5), ("appearance", 0.2)), tunable=True)
+SGL = Method("sgl", "edits", weights=(("shape", 6), ("centroid", 5), ("appearance", 0.2), ("mass", 5)), tunable=True)
 # The paper's formulas with the published weights of the most faithful public port (the SDXL
 # Colab, RESEARCH.md): examples/bench/port_edits.sgl, eps += 1000·∇g (SGL: v·σ_t·∇g, v = 1000),
 # each step taken once.
 PORT = Method("port", '"port_edits.sgl"', settings='gradient "raw"\nstrength 1000\nrecurrence 1\n',
-              weights=(("shape", 6), ("centroid", 5), ("appearance", 12)), window=" from 7% to 93%")
+              weights=(("shape", 6), ("centroid", 5), ("appearance", 12), ("mass", 0)), window=" from 7% to 93%")
 METHODS = {m.name: m for m in (SGL, PORT)}
 
 
