@@ -210,3 +210,18 @@ def test_merge_joins_runs_over_disjoint_scenes(tmp_path):
     assert "75%" in done.stdout
     again = _bench("edits", "--merge", str(a), str(a))
     assert again.returncode != 0 and "share scenes" in again.stderr
+
+
+def test_success_rates_carry_a_95_percent_interval():
+    """Wilson intervals, checked against values worked by hand; the table shows them."""
+    from sgl.bench.edits import Score, summarise, table, wilson
+
+    assert wilson(12, 16) == pytest.approx((0.505, 0.898), abs=1e-3)
+    lo, hi = wilson(0, 16)
+    assert lo == pytest.approx(0, abs=1e-12) and hi == pytest.approx(0.194, abs=1e-3)
+    assert wilson(16, 16)[1] == pytest.approx(1) and wilson(16, 16)[0] == pytest.approx(0.806, abs=1e-3)
+    scores = [Score("move", i, i < 3, 0.01, 0.0) for i in range(4)]
+    summary = summarise(scores)["move"]
+    assert summary["success_ci95"] == pytest.approx(list(wilson(3, 4)))
+    text = table({"sgl": {"move": summary}, "prompt-only": {"move": summary}})
+    assert "95% CI" in text.splitlines()[0] and " 30–95 " in text.splitlines()[1]
