@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,3 +226,46 @@ def test_success_rates_carry_a_95_percent_interval():
     assert summary["success_ci95"] == pytest.approx(list(wilson(3, 4)))
     text = table({"sgl": {"move": summary}, "prompt-only": {"move": summary}})
     assert "95% CI" in text.splitlines()[0] and " 30–95 " in text.splitlines()[1]
+
+
+def _scripted_bench(pictures):
+    """A Bench whose originals are pictures chosen per seed (no model): `pictures[seed]`."""
+    from sgl.bench.edits import Bench
+
+    bench = Bench(pipe=None, steps=2, cache=None, methods=())
+    bench.original = lambda prompt, seed: pictures[seed]
+    return bench
+
+
+def _picture(scene, objects):
+    from PIL import Image
+
+    from sgl.models.shapes.data import PALETTE
+
+    image = np.broadcast_to(np.asarray(scene.background, np.uint8), scene.image.shape).copy()
+    for o in objects:
+        image[o.mask] = PALETTE[o.colour]
+    return Image.fromarray(image)
+
+
+def test_an_original_that_lacks_an_object_is_redrawn_with_another_seed():
+    """The edit is measured on an original that shows what it edits: a missing object makes the
+    benchmark resample with seed index + k·REDRAW_SEED_STEP, at most REDRAWS times, and say so."""
+    from sgl.bench.edits import REDRAW_SEED_STEP, REDRAWS, Score, summarise, table
+    from sgl.models.shapes.data import render_scene
+
+    scene = render_scene(5, n_objects=2)
+    a, b = scene.objects
+    only_a, both = _picture(scene, [a]), _picture(scene, [a, b])
+    step = REDRAW_SEED_STEP
+    seed, _, _, found, redrawn = _scripted_bench({3: only_a, 3 + step: both}).valid_original("p", 3, [a, b])
+    assert (seed, redrawn) == (3 + step, 1) and [f.colour for f in found] == [a.colour, b.colour]
+    seed, _, _, found, redrawn = _scripted_bench({3: both}).valid_original("p", 3, [a, b])
+    assert (seed, redrawn) == (3, 0)
+    never = {3 + step * k: only_a for k in range(REDRAWS + 1)}
+    seed, _, _, found, redrawn = _scripted_bench(never).valid_original("p", 3, [a, b])
+    assert redrawn == REDRAWS and found[1] is None
+    scores = [Score("move", 0, True, 0.0, 0.0, redrawn=1), Score("move", 1, True, 0.0, 0.0)]
+    summary = summarise(scores)["move"]
+    assert summary["redrawn"] == 1
+    assert "move 1 / 2" in table({"sgl": {"move": summary}, "prompt-only": {"move": summary}})

@@ -22,6 +22,10 @@ scores the edited image against what the edit asked for:
   real_move            on a rendered (real) image, loaded and inverted: a within 0.05 of its true
                        centroid + (dx, dy), the others within 0.05 of theirs
 
+An original that lacks one of the prompt's objects (the model sometimes leaves out an object
+whose colour the prompt leaves open) is sampled again with another seed, at most REDRAWS times,
+so that an edit is scored on an original that shows what it edits; the table says how many
+scenes needed it, and a scene whose originals all lack an object fails in every row.
 Untouched objects' drift (centroid displacement) and the presence of every object are reported
 for every edit. The `prompt-only` row scores the unguided original against the same targets
 (what doing nothing achieves). Numbers are measured, never assumed.
@@ -45,6 +49,8 @@ from sgl.bench import publish
 from sgl.models.shapes.data import COLOURS, caption_of
 
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
+REDRAWS = 2                       # other seeds tried for an original that lacks an object
+REDRAW_SEED_STEP = 100_000        # redraw k samples with seed index + k·step (clear of references' seeds)
 CENTROID_TOL = 0.05
 AREA_TOL = 0.20
 DRIFT_TARGET = 0.03
@@ -74,6 +80,7 @@ class Score:
     seconds: float = 0.0
     note: str = ""
     image: object = field(default=None, repr=False)
+    redrawn: int = 0                    # other seeds tried before the original showed every object
 
 
 @dataclass(frozen=True)
@@ -239,6 +246,20 @@ class Bench:
         result, _ = self.run_program(text, self.methods[0])
         return result.original
 
+    def valid_original(self, prompt: str, index: int, objects):
+        """The original of scene `index` and where its objects are: sampled with seed `index`,
+        and when the model left an object out (it sometimes does with a prompt that leaves a
+        colour open), again with up to REDRAWS other seeds, so that the edit is measured on an
+        original that has what it edits. Returns (seed, image, blobs, found, redraws used)."""
+        for k in range(REDRAWS + 1):
+            seed = index + REDRAW_SEED_STEP * k
+            original = self.original(prompt, seed)
+            orig = _blobs(original)
+            found = locate(orig, objects)
+            if None not in found:
+                break
+        return seed, original, orig, found, k
+
     # -- the edits ---------------------------------------------------------------------------
 
     def scene_scores(self, index: int, kinds) -> dict[str, list[Score]]:
@@ -246,26 +267,27 @@ class Bench:
         from sgl.models.shapes.data import render_scene
 
         scene = render_scene(BENCH_SEED0 + index, n_objects=2)
-        seed = index
         rows: dict[str, list[Score]] = {m.name: [] for m in self.methods}
         rows["prompt-only"] = []
         for kind in kinds:
             a, b = described(kind, scene)
             prompt = caption_of([a, b])
-            original = None if kind == "real_move" else self.original(prompt, seed)
-            orig = None if original is None else _blobs(original)
-            found = None if orig is None else locate(orig, [a, b])
-            if kind != "real_move" and None in found:
-                note = "an object is missing from the original"
-                for scores in rows.values():
-                    scores.append(Score(kind, index, False, all_present=False, note=note))
-                continue
+            seed, redrawn = index, 0  # the original's sampling seed (another one when it is redrawn)
+            original = orig = found = None
+            if kind != "real_move":
+                seed, original, orig, found, redrawn = self.valid_original(prompt, index, [a, b])
+                if None in found:
+                    note = f"an object is missing from the original (and from {REDRAWS} redraws)"
+                    for scores in rows.values():
+                        scores.append(Score(kind, index, False, all_present=False, note=note, redrawn=redrawn))
+                    continue
             if found is not None:  # the colours the original gave objects the prompt leaves open
                 a, b = (o if o.says_colour else dataclasses.replace(o, colour=f.colour) for o, f in zip((a, b), found))
             run = getattr(self, "edit_resize" if kind.startswith("resize") else f"edit_{kind}")
             for method in self.methods:
                 base = {"prompt": prompt, "seed": seed, "steps": self.steps, **method.fill()}
                 scored = run(kind, index, scene, a, b, base, original, orig, method)
+                scored[0].redrawn = scored[1].redrawn = redrawn
                 rows[method.name].append(scored[0])
             if scored[1].image is None:  # the grid shows what doing nothing gives
                 scored[1].image = _photo(scene) if kind == "real_move" else original
@@ -409,6 +431,8 @@ def summarise(scores: list[Score]) -> dict:
             "held": mean([None if s.drift is None else float(s.drift <= DRIFT_TARGET) for s in rows]),
             "all_present": float(np.mean([s.all_present for s in rows])),
             "seconds": mean([s.seconds for s in rows]) if any(s.seconds for s in rows) else None,
+            # scenes whose original had to be resampled because it lacked an object
+            "redrawn": sum(s.redrawn > 0 for s in rows),
         }
     return out
 
@@ -432,6 +456,9 @@ def table(results: dict) -> str:
             lines.append(f"{kind:<18} {method:<12} {r['n']:>3} {_fmt(r['success'], True):>8} {interval:>8} {_fmt(r['error']):>7} "
                          f"{_fmt(r['drift']):>7} {_fmt(r.get('held'), True):>5} {_fmt(r['all_present'], True):>8} "
                          f"{seconds:>7}")
+    redrawn = [f"{kind} {r['redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r.get("redrawn")]
+    if redrawn:
+        lines.append("originals resampled with another seed because an object was missing: " + ", ".join(redrawn))
     return "\n".join(lines)
 
 
