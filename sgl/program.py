@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "scheduler": "ddim",
     "resolution": None,  # the model's default resolution
     "layers": None,      # the model profile's default attention layers
+    "features": None,    # the module whose output `feat()` reads; None = the model profile's
     "start": None,       # a loaded image to edit: start from its inverted noise
     "gradient": None,    # "raw" (the paper's v·σ·∇g), "unit" (∇g at unit RMS) or "balanced"; None = the model's
     "recurrence": None,  # times each guided step is taken (self-recurrence); None = the model's

@@ -154,3 +154,32 @@ def test_an_error_about_the_programs_own_prompt_points_at_it(tiny_sd):
         program.run(pipe=tiny_sd, progress=False)
     diagnostic = err.value.diagnostics[0]
     assert diagnostic.code == "E202" and diagnostic.span is not None and diagnostic.span.line == 1
+
+
+APPEARANCE_ONLY = '''
+prompt "a photo of a red dog and a blue cat on the beach"
+seed 3
+steps 2
+{features}image ref = generate "a blue car in the snow" seed 2
+appearance(cat) = appearance[ref](car)
+'''
+
+
+def test_features_setting_chooses_the_layer_feat_reads(tiny_sd):
+    """`features "…"` overrides the profile's feature layer (tiny_sd's rule gives up_blocks.0):
+    the appearance energy is read from other activations; an unknown module is E212."""
+    from sgl.runtime.cache import RunCache
+
+    cache = RunCache()
+    label = "appearance(cat) = appearance[ref](car)"
+
+    def energy(features):
+        text = APPEARANCE_ONLY.format(features=features)
+        result = sgl.compile(text).run(pipe=tiny_sd, progress=False, cache=cache)
+        return result.trace[0]["terms"][label]
+
+    default, explicit, other = energy(""), energy('features "up_blocks.0"\n'), energy('features "up_blocks.1"\n')
+    assert default == explicit and other != default
+    with pytest.raises(sgl.SGLError) as err:
+        energy('features "up_blocks.9"\n')
+    assert err.value.diagnostics[0].code == "E212" and "up_blocks.9" in str(err.value)

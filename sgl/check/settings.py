@@ -17,7 +17,7 @@ SETTINGS: dict[str, str] = {
     "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
     "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
     "strength": "number", "resolution": "resolution", "start": "string", "gradient": "string",
-    "recurrence": "positive",
+    "recurrence": "positive", "features": "string",
 }
 
 # The samplers the runtime can build (sgl/runtime/pipelines.py `SCHEDULERS`; a test keeps the two
@@ -42,7 +42,8 @@ _EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'n
              "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
              "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
              "resolution": "resolution 512x768",
-             "start": 'start "photo"', "gradient": 'gradient "unit"', "recurrence": "recurrence 3"}
+             "start": 'start "photo"', "gradient": 'gradient "unit"', "recurrence": "recurrence 3",
+             "features": 'features "up_blocks.2"'}
 
 
 def _found(value) -> str:

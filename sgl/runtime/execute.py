@@ -9,6 +9,7 @@ recorded for all prompt words serves any later program on the same prompt.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Hashable, Iterable, Mapping
@@ -21,6 +22,7 @@ from sgl.runtime.evaluate import EnergyCallback, Evaluator
 from sgl.runtime.hooks import Recorded
 from sgl.runtime.invert import invert
 from sgl.runtime.pipelines import SHAPES_DIR, load_pipeline, make_scheduler
+from sgl.runtime.profiles import resolve_feature_layers
 from sgl.runtime.result import Result
 from sgl.check.settings import GRADIENTS
 from sgl.runtime.sampler import SELF, SourceSpec, in_windows, sample
@@ -85,12 +87,22 @@ def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]]) -> Recorded:
     return Recorded(attn, rec.feats)
 
 
+def with_feature_layer(pipe, info, name: str | None):
+    """`info` with its profile's feature layer (what `feat()` reads) set by a program's
+    `features "…"` setting; an unknown module name is E212."""
+    if not name:
+        return info
+    (layer,) = resolve_feature_layers(pipe.unet, [name], info.profile)
+    return dataclasses.replace(info, profile=dataclasses.replace(info.profile, feature_layer=layer))
+
+
 def _cache_key(pipe, info, settings: Mapping, name: str, prompt: str, seed: int) -> Hashable:
     """What determines a source run. Pipeline objects are told apart by identity (two objects
     may hold different weights); folders and `shapes` by their path."""
     model = info.origin if info.origin != "<pipeline object>" else ("object", id(pipe.unet))
     return (model, name, prompt, settings["negative"], int(seed), int(settings["steps"]),
-            float(settings["cfg"]), repr(settings["resolution"]), settings["scheduler"], settings["layers"])
+            float(settings["cfg"]), repr(settings["resolution"]), settings["scheduler"], settings["layers"],
+            info.profile.feature_layer)
 
 
 def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = True,
@@ -103,6 +115,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     for key in TUNED:
         if settings.get(key) is None:
             settings[key] = recommended[key]
+    info = with_feature_layer(pipe, info, settings.get("features"))
     height, width = resolution_hw(settings["resolution"], info.default_resolution)
     steps, seed = int(settings["steps"]), int(settings["seed"])
     scheduler = make_scheduler(pipe, settings["scheduler"])
