@@ -29,7 +29,7 @@ EXPRESSION_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS"}
 SETTING_EXAMPLES = {"prompt": '"a red circle and a blue square"', "negative": '"blurry"', "seed": "7",
                     "steps": "50", "cfg": "7.5", "resolution": "512` or `resolution 512x768",
                     "strength": "1.0", "model": '"shapes"', "scheduler": '"ddim"', "layers": '"…"',
-                    "start": '"photo"', "gradient": '"unit"', "recurrence": "3"}
+                    "start": '"photo"', "gradient": '"unit"', "recurrence": "3", "features": '"up_blocks.2"'}
 SETTING_NAMES = tuple(SETTING_EXAMPLES)
 MODIFIER_WORDS = ("weight", "from", "using", "margin")
 # Tokens that suggest the bracket before them should have been closed.
