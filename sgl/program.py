@@ -96,7 +96,12 @@ class Program:
         from sgl.runtime.execute import execute
 
         program = self.with_settings(**overrides) if overrides else self
-        return execute(program, pipe=pipe, device=device, dtype=dtype, progress=progress, cache=cache)
+        try:
+            return execute(program, pipe=pipe, device=device, dtype=dtype, progress=progress, cache=cache)
+        except SGLError as error:
+            # a diagnostic found at run time points into the program: give it the text to show
+            error.sources = {**self.energy.texts, **error.sources}
+            raise
 
     def with_settings(self, **overrides) -> "Program":
         return attrs.evolve(self, settings=_effective(self.settings, overrides))

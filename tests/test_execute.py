@@ -182,4 +182,21 @@ def test_features_setting_chooses_the_layer_feat_reads(tiny_sd):
     assert default == explicit and other != default
     with pytest.raises(sgl.SGLError) as err:
         energy('features "up_blocks.9"\n')
-    assert err.value.diagnostics[0].code == "E212" and "up_blocks.9" in str(err.value)
+    diagnostic = err.value.diagnostics[0]
+    assert diagnostic.code == "E212" and "up_blocks.9" in str(err.value)
+    assert diagnostic.span is not None and diagnostic.span.line == 5  # the `features` line
+
+
+def test_a_layer_the_model_lacks_is_reported_at_the_setting_unless_overridden(tiny_sd):
+    """Settings whose values only the model can judge (`layers`, `features`) are checked at run
+    time; the diagnostic points at the program's line, or nowhere when the value came from an
+    override (`--set`, `sgl.compile(…, layers=…)`), which has no line."""
+    text = APPEARANCE_ONLY.format(features='layers "up_blocks.7.*"\n')
+    with pytest.raises(sgl.SGLError) as err:
+        sgl.compile(text).run(pipe=tiny_sd, progress=False)
+    diagnostic = err.value.diagnostics[0]
+    assert diagnostic.code == "E211" and diagnostic.span is not None and diagnostic.span.line == 5
+    assert text in err.value.sources.values()  # so that the line can be shown
+    with pytest.raises(sgl.SGLError) as err:
+        sgl.compile(text, layers="up_blocks.8.*").run(pipe=tiny_sd, progress=False)
+    assert err.value.diagnostics[0].code == "E211" and err.value.diagnostics[0].span is None

@@ -99,7 +99,7 @@ def check(program: ast.Program, *, texts: dict[str, str] | None = None,
     phases.add(consts.diags)
     phases.barrier()
 
-    return _checked(program, resolver, inferer, settings, phases)
+    return _checked(program, resolver, inferer, settings, phases, where)
 
 
 def _start_problems(settings: dict, where: dict, sources: dict) -> list:
@@ -111,7 +111,8 @@ def _start_problems(settings: dict, where: dict, sources: dict) -> list:
     return [errors.bad_start(name, where["start"], did_you_mean(name, loaded), loaded)]
 
 
-def _checked(program: ast.Program, r: Resolver, inf: Inferer, settings: dict, phases: _Phases) -> CheckedProgram:
+def _checked(program: ast.Program, r: Resolver, inf: Inferer, settings: dict, phases: _Phases,
+             where: dict) -> CheckedProgram:
     objects = {}
     for binding in list(r.scope.bindings.values()) + list(r.scope.word_objects.values()):
         if binding.kind == "object" and binding.object is not None:
@@ -123,4 +124,5 @@ def _checked(program: ast.Program, r: Resolver, inf: Inferer, settings: dict, ph
     return CheckedProgram(
         settings=settings, prompt_words=r.prompt_words, objects=objects, sources=dict(r.sources),
         functions=functions, lets=lets, body=body, types=inf.types, warnings=phases.warnings(),
-        texts=phases.texts, file=program.file, calls=inf.chosen, refs=refs, paths=r.paths)
+        texts=phases.texts, file=program.file, calls=inf.chosen, refs=refs, paths=r.paths,
+        setting_spans={k: v for k, v in where.items() if v is not None})

@@ -68,6 +68,7 @@ class CheckedProgram:
       overload chosen by argument types, for externs with several signatures).
     - `refs`: what each bare name refers to, keyed by `id(name)`: "local" (a parameter, a
       `for` variable or a `let` inside a block), "let" (top level), "object" or "image".
+    - `setting_spans`: where each setting of the main file was written.
     - `paths`: file paths named in the program (`load "…"`, `mask("…")`) resolved against the
       program's folder, keyed by `id(string)`.
     """
@@ -86,3 +87,4 @@ class CheckedProgram:
     calls: dict[int, ast.FnDef] = attrs.field(factory=dict)
     refs: dict[int, str] = attrs.field(factory=dict)
     paths: dict[int, str] = attrs.field(factory=dict)
+    setting_spans: dict[str, Span] = attrs.field(factory=dict)

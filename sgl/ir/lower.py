@@ -411,5 +411,5 @@ def lower(checked: CheckedProgram, optimize: bool = True) -> EnergyProgram:
         terms=terms, requirements=passes.requirements(terms, checked.settings.get("layers")),
         graph=graph, settings=dict(checked.settings), sources=dict(checked.sources),
         objects=dict(lowerer.objects), warnings=tuple(found), texts=dict(checked.texts),
-        file=checked.file, optimized=False)
+        file=checked.file, optimized=False, setting_spans=dict(checked.setting_spans))
     return passes.optimize(program) if optimize else program

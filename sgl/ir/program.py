@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 
 from sgl.check.program import ObjectInfo, SourceInfo
-from sgl.diagnostics import Diagnostic
+from sgl.diagnostics import Diagnostic, Span
 from sgl.ir.nodes import Graph, Requirements, Term
 
 
@@ -24,6 +24,8 @@ class EnergyProgram:
     - `warnings`: non-fatal diagnostics of all phases.
     - `texts`: the source text of every file read, by file name (to render diagnostics).
     - `optimized`: whether the passes ran.
+    - `setting_spans`: where each setting was written (for errors the runtime finds in a value,
+      such as a layer the model does not have).
     """
 
     terms: tuple[Term, ...]
@@ -36,3 +38,4 @@ class EnergyProgram:
     texts: dict[str, str] = attrs.field(factory=dict)
     file: str = "<input>"
     optimized: bool = True
+    setting_spans: dict[str, Span] = attrs.field(factory=dict)

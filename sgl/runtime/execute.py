@@ -87,12 +87,21 @@ def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]]) -> Recorded:
     return Recorded(attn, rec.feats)
 
 
-def with_feature_layer(pipe, info, name: str | None):
+def _written_at(program, settings: Mapping, name: str):
+    """Where the program wrote the setting `name`, when the value in force is that one (not an
+    override from the command line or `sgl.compile(…, name=…)`)."""
+    energy = program.energy
+    if name in energy.setting_spans and energy.settings.get(name) == settings.get(name):
+        return energy.setting_spans[name]
+    return None
+
+
+def with_feature_layer(pipe, info, name: str | None, span=None):
     """`info` with its profile's feature layer (what `feat()` reads) set by a program's
-    `features "…"` setting; an unknown module name is E212."""
+    `features "…"` setting; an unknown module name is E212 (at `span`, the setting's line)."""
     if not name:
         return info
-    (layer,) = resolve_feature_layers(pipe.unet, [name], info.profile)
+    (layer,) = resolve_feature_layers(pipe.unet, [name], info.profile, span=span)
     return dataclasses.replace(info, profile=dataclasses.replace(info.profile, feature_layer=layer))
 
 
@@ -115,7 +124,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     for key in TUNED:
         if settings.get(key) is None:
             settings[key] = recommended[key]
-    info = with_feature_layer(pipe, info, settings.get("features"))
+    info = with_feature_layer(pipe, info, settings.get("features"), _written_at(program, settings, "features"))
     height, width = resolution_hw(settings["resolution"], info.default_resolution)
     steps, seed = int(settings["steps"]), int(settings["seed"])
     scheduler = make_scheduler(pipe, settings["scheduler"])
@@ -182,7 +191,8 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),
         tokens=word_requests(self_need.objects) if self_need else {},
         features=tuple(sorted(self_need.features)) if self_need else (),
-        sources=sources, scheduler=scheduler, attn_layers=settings["layers"], progress=progress,
+        sources=sources, scheduler=scheduler, attn_layers=settings["layers"],
+        layer_span=_written_at(program, settings, "layers"), progress=progress,
         keep_steps=keep_steps if energy.terms else (), cache_sources=cache is not None, info=info,
         start_latents=start_latents, prompt_span=energy.sources[SELF].span if SELF in energy.sources else None)
 
