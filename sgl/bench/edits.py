@@ -456,7 +456,7 @@ def table(results: dict) -> str:
             lines.append(f"{kind:<18} {method:<12} {r['n']:>3} {_fmt(r['success'], True):>8} {interval:>8} {_fmt(r['error']):>7} "
                          f"{_fmt(r['drift']):>7} {_fmt(r.get('held'), True):>5} {_fmt(r['all_present'], True):>8} "
                          f"{seconds:>7}")
-    redrawn = [f"{kind} {r['redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r.get("redrawn")]
+    redrawn = [f"{kind} {r['redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r["redrawn"]]
     if redrawn:
         lines.append("originals resampled with another seed because an object was missing: " + ", ".join(redrawn))
     return "\n".join(lines)
