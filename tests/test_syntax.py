@@ -249,8 +249,17 @@ def test_sgl_explain(capsys):
     assert exit_.value.code == 2
 
 
-def test_the_parsers_setting_hints_cover_the_settings_table():
-    from sgl.check.settings import SETTINGS
-    from sgl.syntax.errors import SETTING_NAMES
+def test_every_setting_has_an_example_line_that_parses_as_that_setting():
+    from sgl.syntax.settings import EXAMPLES, SETTINGS
 
-    assert set(SETTING_NAMES) == set(SETTINGS)
+    assert set(EXAMPLES) == set(SETTINGS)
+    for name, line in EXAMPLES.items():
+        setting = stmt(line)
+        assert isinstance(setting, ast.Setting) and setting.name == name, line
+
+
+def test_a_setting_line_without_a_value_is_told_its_example():
+    with pytest.raises(SGLError) as info:
+        parse("seed\nobject a = \"a\"\n", "bad.sgl")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E008" and diag.hint == "write `seed 7`"

@@ -10,15 +10,8 @@ from sgl.check import errors
 from sgl.diagnostics import Diagnostic, Span
 from sgl.suggest import did_you_mean
 from sgl.syntax import ast
+from sgl.syntax.settings import EXAMPLES, SETTINGS
 
-# name → value kind: "string", "count" (integer ≥ 0), "positive" (integer ≥ 1), "number",
-# "resolution" (positive integer or WxH)
-SETTINGS: dict[str, str] = {
-    "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
-    "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
-    "strength": "number", "resolution": "resolution", "start": "string", "gradient": "string",
-    "recurrence": "positive", "features": "string",
-}
 
 # The samplers the runtime can build (sgl/runtime/pipelines.py `SCHEDULERS`; a test keeps the two
 # in step without the compiler importing the runtime).
@@ -38,12 +31,6 @@ _CHOICES = {"scheduler": (SCHEDULERS, errors.unknown_scheduler), "gradient": (GR
 
 _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
              "number": "a number", "resolution": "a size such as `512` or `512x768`"}
-_EXAMPLES = {"prompt": 'prompt "a red circle and a blue square"', "negative": 'negative "blurry"',
-             "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
-             "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
-             "resolution": "resolution 512x768",
-             "start": 'start "photo"', "gradient": 'gradient "unit"', "recurrence": "recurrence 3",
-             "features": 'features "up_blocks.2"'}
 
 
 def _found(value) -> str:
@@ -96,7 +83,7 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
         value, ok = _value(kind, s.value)
         vspan = s.value.span or s.span
         if not ok:
-            diags.append(errors.setting_kind(s.name, _EXPECTED[kind], _found(s.value), vspan, _EXAMPLES[s.name]))
+            diags.append(errors.setting_kind(s.name, _EXPECTED[kind], _found(s.value), vspan, EXAMPLES[s.name]))
             continue
         problem = _range_problem(kind, value)
         if problem:

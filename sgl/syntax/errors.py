@@ -21,16 +21,10 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from sgl.diagnostics import Diagnostic, Label, Span
 from sgl.syntax.grammar import TooDeep, parser, terminal_spelling
+from sgl.syntax.settings import EXAMPLES, SETTINGS
 
 CONTINUATIONS = {"STAR", "PLUS", "MINUS", "SLASH", "DOT"}
 EXPRESSION_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS"}
-# the settings table (sgl/check/settings.py; a test keeps the two in step), for the hint of a
-# setting line the parser cannot read
-SETTING_EXAMPLES = {"prompt": '"a red circle and a blue square"', "negative": '"blurry"', "seed": "7",
-                    "steps": "50", "cfg": "7.5", "resolution": "512` or `resolution 512x768",
-                    "strength": "1.0", "model": '"shapes"', "scheduler": '"ddim"', "layers": '"…"',
-                    "start": '"photo"', "gradient": '"unit"', "recurrence": "3", "features": '"up_blocks.2"'}
-SETTING_NAMES = tuple(SETTING_EXAMPLES)
 MODIFIER_WORDS = ("weight", "from", "using", "margin")
 # Tokens that suggest the bracket before them should have been closed.
 AFTER_CLOSE = {"=", "<", ">", "<=", ">=", "≤", "≥", "{", "weight", "from", "using", "margin"}
@@ -147,13 +141,13 @@ def explain(exc: UnexpectedInput, text: str, file: str, start: str = "start") ->
         hint = f"add `{closer}` to close the `{bracket}`"
         labels = (Label(Span.at_offsets(file, text, where, where + 1), "unclosed delimiter"),)
         notes = (generic,)
-    elif first_word in SETTING_NAMES and not any(op in statement for op in "=<>≤≥"):
+    elif first_word in SETTINGS and not any(op in statement for op in "=<>≤≥"):
         whole = _without_comments(_statement_text(text, len(text.rstrip()) if at_end else position, whole=True))
         bare = whole.strip() == first_word
         code = "E008"
         message = f"the setting `{first_word}` has no value" if bare else \
             f"the value of `{first_word}` must be a single literal"
-        hint = f"write `{first_word} {SETTING_EXAMPLES.get(first_word, '…')}`"
+        hint = f"write `{EXAMPLES[first_word]}`"
     elif not at_end and token.type in ("RPAR", "RSQB", "RBRACE"):
         message = f"unexpected `{token.value}`: nothing to close"
         hint = "remove it, or add the opening bracket it belongs to"

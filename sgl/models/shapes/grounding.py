@@ -75,8 +75,17 @@ def pooled_masks(labels: torch.Tensor, res: int, n_objects: int = 3) -> torch.Te
     return F.adaptive_avg_pool2d(onehot, res).flatten(2)
 
 
-def grounding_loss(store: dict, labels: torch.Tensor, tokpos: torch.Tensor, keep: torch.Tensor, min_res: int = 8):
-    """Mean over layers of sum over object words of (1 - inside-fraction)^2, mean over the batch.
+def grounding_loss(store: dict, labels: torch.Tensor, tokpos: torch.Tensor, keep: torch.Tensor, min_res: int = 8,
+                   spread: float = 0.0):
+    """Mean over layers of sum over object words of (1 - inside-fraction)^2, mean over the batch;
+    with `spread` > 0, plus `spread` x KL(mask || attention) per word (both as distributions over
+    the layer's cells).
+
+    The inside fraction alone is met by attention peaked anywhere inside the object: the
+    attention's extent then says nothing about the object's size (measured on the step-11 000
+    weights: log soft size against log area had slope 0.2, the soft shape covered 39 % of the
+    mask), and a size energy has nothing to act on. The KL term asks the attention to spread over
+    the whole object, as evenly as its mask: KL(q || p) is small only when p covers q.
 
     labels (B, H, W) uint8; tokpos (B, 3 objects, 3 words) long, -1 where absent; keep (B,) bool:
     rows whose caption was not dropped. Layers with fewer than min_res x min_res queries are ignored.
@@ -98,7 +107,13 @@ def grounding_loss(store: dict, labels: torch.Tensor, tokpos: torch.Tensor, keep
         M = masks_by_res[r]
         a = A.gather(2, posc[:, None, :].expand(B, N, posc.shape[1])).transpose(1, 2)  # (B, 9, N)
         inside = (a * M).sum(-1) / (a.sum(-1) + 1e-8)
-        losses.append((((1 - inside) ** 2) * valid).sum(1))
+        per_word = (1 - inside) ** 2
+        if spread > 0:
+            q = M / M.sum(-1, keepdim=True).clamp_min(1e-8)
+            p = a / a.sum(-1, keepdim=True).clamp_min(1e-8)
+            kl = (q * (torch.log(q.clamp_min(1e-8)) - torch.log(p.clamp_min(1e-8)))).sum(-1)
+            per_word = per_word + spread * kl * (M.sum(-1) > 0)
+        losses.append((per_word * valid).sum(1))
         insides.append(inside.detach())
     if not losses:
         return labels.new_zeros((), dtype=torch.float32), None

@@ -326,7 +326,7 @@ def train_unet(args, out: Path, comps, cache, latents, cfg: ShapesConfig):
         pred = unet(zt, t, enc).sample
         l_eps = F.mse_loss(pred, noise)
         l_gr, inside = grounding_loss(store, to_device(labels_all[idx]), to_device(tokpos_all[idx]), keep,
-                                      min_res=args.ground_min_res)
+                                      min_res=args.ground_min_res, spread=args.ground_spread)
         loss = l_eps + args.ground * l_gr
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -392,6 +392,9 @@ def main(argv=None):
     p.add_argument("--drop", type=float, default=0.1, help="caption dropout (classifier-free guidance)")
     p.add_argument("--ground", type=float, default=0.1, help="weight of the token-grounding loss")
     p.add_argument("--ground-min-res", type=int, default=8)
+    p.add_argument("--ground-spread", type=float, default=0.0,
+                   help="weight, inside the grounding loss, of KL(mask || attention): spread each word's "
+                        "attention over its whole object (grounding.py)")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--ckpt-minutes", type=float, default=4)
