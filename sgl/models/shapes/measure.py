@@ -342,8 +342,10 @@ def size_readout(pipe, n=48, steps=50, cfg_scale=5.0, batch=12, seed0=MEASURE_SE
     """Does an object's size as SGL reads it follow the drawn object? On n unguided one-object
     samples (captions with their size words, so that sizes span the whole range), the Pearson
     correlation, per recorded step, between the drawn object's pixel area and `size(o)` =
-    mean(softthr(attn)) (core.sgl), and the raw attention mass mean(attn). A resize can only work
-    if this is high; high alone does not make it work (docs/benchmarks.md)."""
+    mean(softthr(attn)) (core.sgl), and the raw attention mass mean(attn); and the slope of log
+    size(o) against log area (1: the read size is proportional to the area; well below 1: a
+    size energy is met by reshaping the attention, not by drawing a larger object). A resize can
+    only work if both are high (docs/benchmarks.md)."""
     import torch
 
     from sgl.runtime.evaluate import softthr
@@ -370,9 +372,14 @@ def size_readout(pipe, n=48, steps=50, cfg_scale=5.0, batch=12, seed0=MEASURE_SE
     def corr(values):
         return float(np.corrcoef(areas, values)[0, 1]) if len(areas) > 2 else float("nan")
 
+    def slope(values):  # d log size / d log area: 1 when the read size is proportional to the area
+        ok = [(a, v) for a, v in zip(areas, values) if a > 0 and v > 0]
+        return float(np.polyfit(*np.log(np.asarray(ok)).T, 1)[0]) if len(ok) > 2 else float("nan")
+
     return {"n_measured": len(areas),
             "pixel_area_range": [float(min(areas, default=0)), float(max(areas, default=0))],
             "corr_area_soft_size": {f"step{st}": corr(soft[st]) for st in record_steps},
+            "slope_log_soft_size_vs_log_area": {f"step{st}": slope(soft[st]) for st in record_steps},
             "corr_area_attention_mass": {f"step{st}": corr(mass[st]) for st in record_steps}}
 
 
