@@ -40,6 +40,36 @@ def test_every_word_is_one_token(tokenizer):
         assert tokenizer.convert_ids_to_tokens(ids[pos["shape"]]) == o.shape + "</w>"
 
 
+def _one_object_store(attention_on):
+    """A fake attention store: one 8x8 layer, one object (a 4x4 square, token 2) whose token's
+    attention over the cells is `attention_on(mask)`; and the labels and token positions."""
+    labels = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    labels[0, 2:6, 2:6] = 1
+    mask = (labels[0] == 1).float().flatten()
+    A = torch.full((1, 64, 4), 1e-6)
+    A[0, :, 2] = attention_on(mask)
+    tokpos = torch.tensor([[[-1, 2, -1], [-1, -1, -1], [-1, -1, -1]]])
+    return {"layer": A}, labels, tokpos, torch.ones(1, dtype=torch.bool)
+
+
+def test_grounding_spread_term_is_zero_only_for_attention_spread_like_the_mask():
+    """Both an even spread over the object and a single peak inside it meet the inside-fraction
+    loss; only the spread term tells them apart."""
+    from sgl.models.shapes.grounding import grounding_loss
+
+    even = _one_object_store(lambda m: m / m.sum())
+    peak = _one_object_store(lambda m: torch.eye(64)[3 * 8 + 3] * 0.5)
+    for spread in (0.0, 0.05):
+        loss_even, inside_even = grounding_loss(*even, spread=spread)
+        loss_peak, inside_peak = grounding_loss(*peak, spread=spread)
+        assert inside_even > 0.999 and inside_peak > 0.999
+        assert loss_even < 1e-4
+        if spread == 0:
+            assert loss_peak < 1e-4
+        else:  # KL(mask || peak): the 15 cells the peak leaves out each cost log((1/16) / ~0)
+            assert loss_peak > spread * np.log(16)
+
+
 def test_recording_processor_matches_default():
     from sgl.models.shapes.grounding import install
 
@@ -133,13 +163,16 @@ def test_trainer_fine_tunes_an_exported_folder(tmp_path):
 
     run = tmp_path / "ft"
     main(["--out", str(run), "--init", str(WEIGHTS_DIR), "--vague", "0.3", "--n-scenes", "16", "--batch", "2",
-          "--threads", "1", "--eval-every", "100000", "--device", "cpu", "--minutes", "0.01", "--lr", "0"])
+          "--threads", "1", "--eval-every", "100000", "--device", "cpu", "--minutes", "0.01", "--lr", "0",
+          "--ground-spread", "0.05"])
     log = (run / "log.txt").read_text()
     assert "initialised from" in log and "vae step" not in log and "stage 2 finished" in log
     assert (tmp_path / "cache_16_vague0.3.npz").exists()
     out = export(run, tmp_path / "weights", fp16=False)
     info = json.loads((out / "training.json").read_text())
     assert info["fine_tuned_from"] == str(WEIGHTS_DIR) and info["vague"] == 0.3 and "step" in info["base"]
+    # the guidance tuned for the weights it started from comes along
+    assert (out / "sgl.json").read_text() == (WEIGHTS_DIR / "sgl.json").read_text()
     shipped = UNet2DConditionModel.from_pretrained(WEIGHTS_DIR / "unet", torch_dtype=torch.float32).state_dict()
     tuned = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
     # lr 0: the weights it started from (up to the EMA's rounding)
@@ -162,6 +195,18 @@ def test_size_readout_compares_attention_size_with_drawn_area():
     assert 0 < low < high < 0.5
     assert out["corr_area_soft_size"]["step19"] > 0.5
     assert -1 <= out["corr_area_attention_mass"]["step19"] <= 1
+
+
+def test_shipped_attention_covers_its_object_not_only_a_peak_inside_it():
+    """The spread term of the grounding loss: a word's soft shape covers about half of its
+    object's mask on the shipped weights (a fifth before it; MODEL_CARD.md), and its size
+    follows the object's area."""
+    from sgl.models.shapes import measure
+
+    out = measure.attention_extent(measure.load(), n=8, t_values=(200,), batch=8)
+    assert out["n_objects"] == 16
+    assert out["t200"]["mask_covered"] > 0.35
+    assert out["t200"]["corr_log_soft_size_log_area"] > 0.8
 
 
 def test_trainer_init_from_a_folder_that_is_not_a_model_is_a_usage_error(tmp_path, capsys):

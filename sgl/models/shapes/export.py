@@ -51,9 +51,17 @@ def export(run=".train/run1", out=WEIGHTS_DIR, ema: bool = True, fp16: bool = Tr
         info["vague"] = args.get("vague", 0.0)
         if args.get("vague_size") is not None:
             info["vague_size"] = args["vague_size"]
+        if args.get("ground_spread"):
+            info["ground_spread"] = args["ground_spread"]
     (tmp / "training.json").write_text(json.dumps(info, indent=1) + "\n")
-    if (out / "sgl.json").exists():  # the guidance tuned on `sgl bench edits` stays until re-tuned
-        shutil.copy(out / "sgl.json", tmp / "sgl.json")
+    # the guidance tuned on `sgl bench edits` stays until re-tuned: the target folder's, else (a
+    # fine-tune exported to a new folder) that of the folder the fine-tune started from
+    candidates = [out / "sgl.json"]
+    if info.get("fine_tuned_from"):
+        candidates.append(Path(info["fine_tuned_from"]) / "sgl.json")
+    found = next((f for f in candidates if f.is_file()), None)
+    if found is not None:
+        shutil.copy(found, tmp / "sgl.json")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
