@@ -54,6 +54,31 @@ def test_bench_edits_runs_end_to_end(tmp_path):
     assert all(f" {m} " in done.stdout for m in ("sgl", "port", "prompt-only"))
 
 
+@pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
+def test_bench_module_option_adds_a_row_on_the_same_originals(tmp_path):
+    """--module NAME=PATH: a row whose programs use another module file; a copy of the stdlib's
+    edits scores exactly as the sgl row (same originals, same programs), and the table shows it."""
+    variant = tmp_path / "edits_copy.sgl"
+    variant.write_text((Path(__file__).resolve().parents[1] / "stdlib" / "edits.sgl").read_text(encoding="utf-8"),
+                       encoding="utf-8")
+    out = tmp_path / "edits.json"
+    done = _bench("edits", "--n", "1", "--steps", "4", "--kinds", "move", "--methods", "sgl",
+                  "--module", f"copy={variant}", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["rows"] == ["sgl", "copy", "prompt-only"]
+    (ours,), (theirs,) = result["per_scene"]["sgl"], result["per_scene"]["copy"]
+    assert ours["error"] == theirs["error"] and ours["drift"] == theirs["drift"]
+    assert " copy " in done.stdout
+
+
+def test_bench_module_option_is_checked():
+    done = _bench("edits", "--n", "1", "--module", "sgl=stdlib/edits.sgl")
+    assert done.returncode != 0 and "a new row name" in done.stderr
+    done = _bench("edits", "--n", "1", "--module", "mine=/no/such/file.sgl")
+    assert done.returncode != 0 and "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_bench_weight_option_names_a_template_term():
     done = _bench("edits", "--n", "1", "--weight", "colour=2")
     assert done.returncode != 0 and "--weight takes one of: shape, centroid, appearance, mass" in done.stderr

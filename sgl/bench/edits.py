@@ -28,7 +28,9 @@ so that an edit is scored on an original that shows what it edits; the table say
 scenes needed it, and a scene whose originals all lack an object fails in every row.
 Untouched objects' drift (centroid displacement) and the presence of every object are reported
 for every edit. The `prompt-only` row scores the unguided original against the same targets
-(what doing nothing achieves). Numbers are measured, never assumed.
+(what doing nothing achieves). `--module NAME=PATH` adds a row whose programs use a variant of
+stdlib/edits.sgl, scored on the same originals: an A/B of a stdlib change in one run. Numbers
+are measured, never assumed.
 """
 
 from __future__ import annotations
@@ -446,7 +448,7 @@ def _fmt(v, pct=False):
 def table(results: dict) -> str:
     lines = [f"{'edit':<18} {'method':<12} {'n':>3} {'success':>8} {'95% CI':>8} {'error':>7} {'drift':>7} "
              f"{'held':>5} {'present':>8} {'s/edit':>7}"]
-    methods = [m for m in results if m in METHODS] + ["prompt-only"]
+    methods = results.get("rows") or [m for m in results if m in METHODS] + ["prompt-only"]
     for kind in results["prompt-only"]:
         for method in methods:
             r = results[method][kind]
@@ -471,7 +473,7 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
     from sgl.runtime.pipelines import load_pipeline
 
     pipe, _ = load_pipeline(pipe if pipe is not None else (overrides or {}).get("model", "shapes"))
-    rows = [METHODS[m] for m in methods]
+    rows = [METHODS[m] if isinstance(m, str) else m for m in methods]
     if weights:  # the templates' explicit-term weights of the tunable row, for a sweep
         rows = [dataclasses.replace(m, weights=tuple({**dict(m.weights), **weights}.items())) if m.tunable else m
                 for m in rows]
@@ -482,6 +484,8 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
         for name, scores in bench.scene_scores(i, kinds).items():
             rows.setdefault(name, []).extend(scores)
     results = {"n": n, "first": first, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
+               "rows": [m.name for m in bench.methods] + ["prompt-only"],
+               "modules": {m.name: m.module for m in bench.methods},
                "weights": dict(weights or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
                **{name: summarise(scores) for name, scores in rows.items()},
@@ -495,10 +499,10 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
 def merge(results: list[dict]) -> dict:
     """One result from runs over disjoint scene ranges (`--first`): per-scene scores joined, every
     row summarised again. The runs must share steps, overrides and weights."""
-    same = {(r["steps"], json.dumps(r["overrides"], sort_keys=True), json.dumps(r["weights"], sort_keys=True))
-            for r in results}
+    same = {(r["steps"], json.dumps(r["overrides"], sort_keys=True), json.dumps(r["weights"], sort_keys=True),
+             json.dumps(r.get("modules"), sort_keys=True)) for r in results}
     if len(same) != 1:
-        raise SystemExit("--merge: the runs differ in steps, --set or --weight")
+        raise SystemExit("--merge: the runs differ in steps, --set, --weight or --module")
     rows: dict[str, list[Score]] = {}
     for r in results:
         for name, scores in r["per_scene"].items():
@@ -511,6 +515,7 @@ def merge(results: list[dict]) -> dict:
     return {"n": sum(r["n"] for r in results), "first": min(r.get("first", 0) for r in results),
             "steps": first["steps"], "seconds": sum(r["seconds"] for r in results),
             "overrides": first["overrides"], "weights": first["weights"], "tolerances": first["tolerances"],
+            **({"rows": first["rows"]} if "rows" in first else {}), **({"modules": first["modules"]} if "modules" in first else {}),
             **{name: summarise(scores) for name, scores in rows.items()},
             "per_scene": {name: [r for res in results for r in res["per_scene"].get(name, [])] for name in rows}}
 
@@ -558,6 +563,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind: originals, then each row's edits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting in the sgl row's programs (e.g. --set strength=2 for a sweep)")
+    parser.add_argument("--module", dest="modules", action="append", default=[], metavar="NAME=PATH",
+                        help="add a row NAME whose programs `use` the module file PATH instead of the stdlib's "
+                             "edits (a variant of stdlib/edits.sgl), scored on the same originals as the others")
     parser.add_argument("--weight", dest="weights", action="append", default=[], metavar="TERM=W",
                         help="weight of the templates' explicit shape/centroid/appearance terms in the sgl row "
                              "(default: the stdlib's; e.g. --weight appearance=2 for a sweep)")
@@ -595,6 +603,14 @@ def command(args) -> int:
             weights[key.strip()] = float(value)
         except ValueError:
             raise SystemExit(f"--weight {item}: the weight must be a number") from None
+    for item in args.modules:
+        name, _, path = (part.strip() for part in item.partition("="))
+        taken = {m if isinstance(m, str) else m.name for m in methods} | {"prompt-only"}
+        if not name or not path or name in taken:
+            raise SystemExit(f"--module {item}: write NAME=PATH with a new row name (taken: {', '.join(sorted(taken))})")
+        if not Path(path).is_file():
+            raise SystemExit(f"--module {item}: no such file {path}")
+        methods.append(dataclasses.replace(SGL, name=name, module=json.dumps(str(Path(path).resolve()))))
     if args.n < 1 or args.first < 0:
         raise SystemExit("--n must be at least 1 and --first at least 0")
     results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods,
