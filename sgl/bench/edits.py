@@ -515,7 +515,7 @@ def merge(results: list[dict]) -> dict:
     return {"n": sum(r["n"] for r in results), "first": min(r.get("first", 0) for r in results),
             "steps": first["steps"], "seconds": sum(r["seconds"] for r in results),
             "overrides": first["overrides"], "weights": first["weights"], "tolerances": first["tolerances"],
-            **({"rows": first["rows"]} if "rows" in first else {}), **({"modules": first["modules"]} if "modules" in first else {}),
+            **{key: first[key] for key in ("rows", "modules") if key in first},
             **{name: summarise(scores) for name, scores in rows.items()},
             "per_scene": {name: [r for res in results for r in res["per_scene"].get(name, [])] for name in rows}}
 

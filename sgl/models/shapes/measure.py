@@ -398,6 +398,7 @@ def attention_extent(pipe, n=96, t_values=(200, 400, 600), seed0=MEASURE_SEED0 +
     from sgl.runtime.evaluate import softthr
 
     from .grounding import install
+    from .train import pixels, tokenize
 
     unet, te, tok, vae, sched = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae, pipe.scheduler
     scenes = [data.render_scene(seed0 + i, n_objects=2) for i in range(n)]
@@ -409,11 +410,8 @@ def attention_extent(pipe, n=96, t_values=(200, 400, 600), seed0=MEASURE_SEED0 +
         with torch.no_grad():
             for b in range(0, n, batch):
                 sc = scenes[b:b + batch]
-                x = torch.from_numpy(np.stack([s.image for s in sc])).permute(0, 3, 1, 2).float() / 127.5 - 1
-                lat = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
-                ids = tok([s.caption for s in sc], padding="max_length", max_length=tok.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids
-                enc = te(ids)[0]
+                lat = vae.encode(pixels(np.stack([s.image for s in sc]))).latent_dist.mode() * vae.config.scaling_factor
+                enc = te(tokenize(tok, [s.caption for s in sc], tok.model_max_length))[0]
                 g = torch.Generator().manual_seed(seed0 + b)
                 for t in t_values:
                     tt = torch.full((len(sc),), t, dtype=torch.long)
