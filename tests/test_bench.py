@@ -294,3 +294,26 @@ def test_an_original_that_lacks_an_object_is_redrawn_with_another_seed():
     summary = summarise(scores)["move"]
     assert summary["redrawn"] == 1
     assert "move 1 / 2" in table({"sgl": {"move": summary}, "prompt-only": {"move": summary}})
+
+
+def test_grid_shows_the_references_between_the_originals_and_the_edits(tmp_path):
+    """--grid: one sheet per kind, rows: doing nothing, each reference the edit read, each method."""
+    from PIL import Image
+
+    from sgl.bench.edits import Score, _save_grid
+
+    def tile(colour):
+        return Image.new("RGB", (8, 8), colour)
+
+    rows = {"sgl": [Score("compose", 0, False, image=tile("red"), references=(tile("green"), tile("blue"))),
+                    Score("compose", 1, False, image=None),
+                    Score("move", 0, False, image=tile("red"))],
+            "prompt-only": [Score("compose", 0, False, image=tile("white")), Score("compose", 1, False, image=tile("white")),
+                            Score("move", 0, False, image=tile("white"))]}
+    _save_grid(rows, tmp_path)
+    compose = np.asarray(Image.open(tmp_path / "compose.png"))
+    assert compose.shape == (4 * 8, 2 * 8, 3)
+    column = [tuple(compose[8 * r + 4, 4]) for r in range(4)]
+    assert column == [(255, 255, 255), (0, 128, 0), (0, 0, 255), (255, 0, 0)]
+    assert tuple(compose[8 * 3 + 4, 12]) == (255, 255, 255)  # scene 1 has no edit: left blank
+    assert np.asarray(Image.open(tmp_path / "move.png")).shape == (2 * 8, 8, 3)

@@ -83,6 +83,7 @@ class Score:
     note: str = ""
     image: object = field(default=None, repr=False)
     redrawn: int = 0                    # other seeds tried before the original showed every object
+    references: tuple = field(default=(), repr=False)  # the reference images the edit read (for --grid)
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,7 @@ class Bench:
             drift, present = _drift(orig, blobs, [b.colour])
             ok = error is not None and error <= CENTROID_TOL and gone and present
             scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, "", img))
+        scores[0].references = tuple(result.sources.values())
         return scores
 
     def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig, method):
@@ -360,6 +362,7 @@ class Bench:
             present = None not in errors
             error = max(errors) if present else None
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
+        scores[0].references = tuple(result.sources.values())
         return scores
 
     def edit_compose(self, kind, index, scene, a, b, base, original, orig, method):
@@ -378,6 +381,7 @@ class Bench:
             present = all(e is not None for e in errors)
             error = max(errors) if present else None
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
+        scores[0].references = tuple(result.sources.values())
         return scores
 
     def edit_real_move(self, kind, index, scene, a, b, base, original, orig, method):
@@ -489,7 +493,7 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
                "weights": dict(weights or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
                **{name: summarise(scores) for name, scores in rows.items()},
-               "per_scene": {name: [{k: v for k, v in s.__dict__.items() if k != "image"} for s in scores]
+               "per_scene": {name: [{k: v for k, v in s.__dict__.items() if k not in ("image", "references")} for s in scores]
                              for name, scores in rows.items()}}
     if grid_dir is not None:
         _save_grid(rows, Path(grid_dir))
@@ -522,23 +526,28 @@ def merge(results: list[dict]) -> dict:
 
 def _save_grid(rows: dict[str, list[Score]], folder: Path) -> None:
     """One PNG per edit kind: a column per scene; the first row what doing nothing gives (the
-    original, or the photo), then each method's edited image (blank where it has none)."""
+    original, or the photo), then the references the edit read (for the kinds that have them,
+    as the first method's run drew them), then each method's edited image (blank where it has none)."""
     from PIL import Image
 
     from sgl.files import png_bytes, write_bytes_atomic
 
     order = ["prompt-only"] + [name for name in rows if name != "prompt-only"]
     for kind in dict.fromkeys(s.kind for s in rows["prompt-only"]):
-        table = [[s for s in rows[name] if s.kind == kind] for name in order]
-        images = [s.image for line in table for s in line if s.image is not None]
+        table = [[s.image for s in rows[name] if s.kind == kind] for name in order]
+        scenes = [s for s in rows[order[1]] if s.kind == kind] if len(order) > 1 else []
+        refs = [[s.references[k] if k < len(s.references) else None for s in scenes]
+                for k in range(max((len(s.references) for s in scenes), default=0))]
+        table = table[:1] + refs + table[1:]
+        images = [im for line in table for im in line if im is not None]
         if not images:
             continue
         w, h = images[0].size
         sheet = Image.new("RGB", (w * len(table[0]), h * len(table)), "white")
         for r, line in enumerate(table):
-            for c, score in enumerate(line):
-                if score.image is not None:
-                    sheet.paste(score.image.convert("RGB"), (c * w, r * h))
+            for c, image in enumerate(line):
+                if image is not None:
+                    sheet.paste(image.convert("RGB"), (c * w, r * h))
         write_bytes_atomic(folder / f"{kind}.png", png_bytes(sheet))
 
 
