@@ -317,3 +317,44 @@ def test_grid_shows_the_references_between_the_originals_and_the_edits(tmp_path)
     assert column == [(255, 255, 255), (0, 128, 0), (0, 0, 255), (255, 0, 0)]
     assert tuple(compose[8 * 3 + 4, 12]) == (255, 255, 255)  # scene 1 has no edit: left blank
     assert np.asarray(Image.open(tmp_path / "move.png")).shape == (2 * 8, 8, 3)
+
+
+def test_a_reference_that_ignores_its_colour_word_is_redrawn():
+    """valid_reference: the seed of the first draw (seed + k·REDRAW_SEED_STEP) that shows every
+    colour asked for; after REDRAWS more, the edit fails in every row and the table says so."""
+    from sgl.bench.edits import REDRAW_SEED_STEP, REDRAWS, _no_reference, summarise, table
+    from sgl.models.shapes.data import render_scene
+
+    scene = render_scene(5, n_objects=2)
+    a, b = scene.objects
+    only_a, both = _picture(scene, [a]), _picture(scene, [a, b])
+    step = REDRAW_SEED_STEP
+    bench = _scripted_bench({1003: only_a, 1003 + step: both})
+    assert bench.valid_reference("p", 1003, [a.colour]) == (1003, 0, True)
+    assert bench.valid_reference("p", 1003, [a.colour, b.colour]) == (1003 + step, 1, True)
+    never = _scripted_bench({1003 + step * k: only_a for k in range(REDRAWS + 1)})
+    assert never.valid_reference("p", 1003, [b.colour]) == (1003, REDRAWS, False)
+    scores = _no_reference("compose", 3, REDRAWS)
+    assert len(scores) == 2 and not any(s.success or s.all_present for s in scores)
+    summary = summarise(scores[:1])["compose"]
+    assert summary["ref_redrawn"] == 1
+    assert "references resampled" in table({"sgl": {"compose": summary}, "prompt-only": {"compose": summary}})
+
+
+@pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
+def test_the_reference_checked_is_the_one_the_program_reads():
+    """valid_reference looks at Bench.original(caption, seed); the program's `image ref =
+    generate caption seed s` must draw the same picture, or the check would vouch for another."""
+    from sgl.bench.edits import SGL, Bench
+    from sgl.runtime.cache import RunCache
+    from sgl.runtime.pipelines import load_pipeline
+
+    pipe, _ = load_pipeline("shapes")
+    bench = Bench(pipe, 4, RunCache(), methods=(SGL,))
+    caption = "a red circle and a blue square"
+    text = f'prompt "a circle and a square"\nseed 3\nsteps 4\nimage ref = generate "{caption}" seed 1001\n' \
+           'object c = "circle"\nappearance(c) = appearance[ref](c)\n'
+    result, _ = bench.run_program(text, SGL)
+    drawn = np.asarray(result.sources["ref"].convert("RGB"), np.int16)
+    checked = np.asarray(bench.original(caption, 1001).convert("RGB"), np.int16)
+    assert np.abs(drawn - checked).max() <= 1

@@ -25,7 +25,10 @@ scores the edited image against what the edit asked for:
 An original that lacks one of the prompt's objects (the model sometimes leaves out an object
 whose colour the prompt leaves open) is sampled again with another seed, at most REDRAWS times,
 so that an edit is scored on an original that shows what it edits; the table says how many
-scenes needed it, and a scene whose originals all lack an object fails in every row.
+scenes needed it, and a scene whose originals all lack an object fails in every row. A
+reference is redrawn the same way when it does not show the colours its caption names for the
+objects the edit copies (the model sometimes draws another colour): the look to copy is what
+the reference drew, and it must differ from the original's.
 Untouched objects' drift (centroid displacement) and the presence of every object are reported
 for every edit. The `prompt-only` row scores the unguided original against the same targets
 (what doing nothing achieves). `--module NAME=PATH` adds a row whose programs use a variant of
@@ -84,6 +87,7 @@ class Score:
     image: object = field(default=None, repr=False)
     redrawn: int = 0                    # other seeds tried before the original showed every object
     references: tuple = field(default=(), repr=False)  # the reference images the edit read (for --grid)
+    ref_redrawn: int = 0                # other seeds tried before the references showed what they were asked
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,19 @@ class Bench:
                 break
         return seed, original, orig, found, k
 
+    def valid_reference(self, caption: str, seed: int, colours) -> tuple[int, int, bool]:
+        """The seed of a reference that shows every colour in `colours` (those its caption names
+        for the objects an edit copies from it): sampled with `seed`, and when the model drew
+        another colour or left an object out, with up to REDRAWS other seeds (seed + k·step).
+        An appearance is copied from what a reference drew, so a reference that ignores its
+        colour words would score a faithful copy as a failure (and doing nothing, in the
+        original's colour, as a success). Returns (seed, redraws used, whether it shows them)."""
+        for k in range(REDRAWS + 1):
+            blobs = _blobs(self.original(caption, seed + REDRAW_SEED_STEP * k))
+            if all(blobs[c].present for c in colours):
+                return seed + REDRAW_SEED_STEP * k, k, True
+        return seed, REDRAWS, False
+
     # -- the edits ---------------------------------------------------------------------------
 
     def scene_scores(self, index: int, kinds) -> dict[str, list[Score]]:
@@ -291,6 +308,7 @@ class Bench:
                 base = {"prompt": prompt, "seed": seed, "steps": self.steps, **method.fill()}
                 scored = run(kind, index, scene, a, b, base, original, orig, method)
                 scored[0].redrawn = scored[1].redrawn = redrawn
+                scored[1].ref_redrawn = scored[0].ref_redrawn
                 rows[method.name].append(scored[0])
             if scored[1].image is None:  # the grid shows what doing nothing gives
                 scored[1].image = _photo(scene) if kind == "real_move" else original
@@ -334,7 +352,10 @@ class Bench:
     def edit_appearance_swap(self, kind, index, scene, a, b, base, original, orig, method):
         new = unused_colour(orig, index)  # a colour the original does not show
         ref = caption_of([dataclasses.replace(a, colour=new, says_colour=True), b])
-        text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref, ref_seed=index + 1000)
+        ref_seed, ref_redrawn, shown = self.valid_reference(ref, index + 1000, [new])
+        if not shown:
+            return _no_reference(kind, index, ref_redrawn)
+        text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref, ref_seed=ref_seed)
         result, secs = self.run_program(text, method)
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
@@ -345,6 +366,8 @@ class Bench:
             ok = error is not None and error <= CENTROID_TOL and gone and present
             scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, "", img))
         scores[0].references = tuple(result.sources.values())
+        for score in scores:
+            score.ref_redrawn = ref_redrawn
         return scores
 
     def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig, method):
@@ -352,7 +375,10 @@ class Bench:
         new_b = unused_colour(orig, index + 1, also=(new_a,))
         ref = caption_of([dataclasses.replace(a, colour=new_a, says_colour=True),
                           dataclasses.replace(b, colour=new_b, says_colour=True)])
-        text = template(kind).substitute(base, ref_prompt=ref, ref_seed=index + 1000)
+        ref_seed, ref_redrawn, shown = self.valid_reference(ref, index + 1000, [new_a, new_b])
+        if not shown:
+            return _no_reference(kind, index, ref_redrawn)
+        text = template(kind).substitute(base, ref_prompt=ref, ref_seed=ref_seed)
         result, secs = self.run_program(text, method)
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
@@ -363,17 +389,20 @@ class Bench:
             error = max(errors) if present else None
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
         scores[0].references = tuple(result.sources.values())
+        for score in scores:
+            score.ref_redrawn = ref_redrawn
         return scores
 
     def edit_compose(self, kind, index, scene, a, b, base, original, orig, method):
+        r1_seed, r1_redrawn, r1_shown = self.valid_reference(_caption(a), index + 2000, [a.colour])
+        r2_seed, r2_redrawn, r2_shown = self.valid_reference(_caption(b), index + 3000, [b.colour])
+        ref_redrawn = max(r1_redrawn, r2_redrawn)
+        if not (r1_shown and r2_shown):
+            return _no_reference(kind, index, ref_redrawn)
         text = template(kind).substitute(base, a=_phrase(a), b=_phrase(b), a_caption=_caption(a),
-                                         b_caption=_caption(b), r1_seed=index + 2000, r2_seed=index + 3000)
+                                         b_caption=_caption(b), r1_seed=r1_seed, r2_seed=r2_seed)
         result, secs = self.run_program(text, method)
         r1, r2 = _blobs(result.sources["r1"]), _blobs(result.sources["r2"])
-        if not (r1[a.colour].present and r2[b.colour].present):
-            note = "a reference lacks its object"
-            return [Score(kind, index, False, note=note, seconds=secs, image=result.image),
-                    Score(kind, index, False, note=note)]
         targets = {a.colour: r1[a.colour].centroid, b.colour: r2[b.colour].centroid}
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
@@ -382,6 +411,8 @@ class Bench:
             error = max(errors) if present else None
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
         scores[0].references = tuple(result.sources.values())
+        for score in scores:
+            score.ref_redrawn = ref_redrawn
         return scores
 
     def edit_real_move(self, kind, index, scene, a, b, base, original, orig, method):
@@ -405,6 +436,12 @@ class Bench:
             ok = error is not None and error <= CENTROID_TOL and drift is not None and drift <= CENTROID_TOL
             scores.append(Score(kind, index, ok, error, drift, blob.present and other.present, s, "", img))
         return scores
+
+
+def _no_reference(kind: str, index: int, ref_redrawn: int) -> list[Score]:
+    """The scores of an edit whose reference never showed what it was asked (every row fails)."""
+    note = f"a reference lacks its object in the colour it names (and {REDRAWS} redraws do)"
+    return [Score(kind, index, False, all_present=False, note=note, ref_redrawn=ref_redrawn) for _ in range(2)]
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -439,6 +476,8 @@ def summarise(scores: list[Score]) -> dict:
             "seconds": mean([s.seconds for s in rows]) if any(s.seconds for s in rows) else None,
             # scenes whose original had to be resampled because it lacked an object
             "redrawn": sum(s.redrawn > 0 for s in rows),
+            # scenes whose reference had to be resampled because it did not draw what it was asked
+            "ref_redrawn": sum(s.ref_redrawn > 0 for s in rows),
         }
     return out
 
@@ -465,6 +504,9 @@ def table(results: dict) -> str:
     redrawn = [f"{kind} {r['redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r["redrawn"]]
     if redrawn:
         lines.append("originals resampled with another seed because an object was missing: " + ", ".join(redrawn))
+    redrawn = [f"{kind} {r['ref_redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r.get("ref_redrawn")]
+    if redrawn:
+        lines.append("references resampled because they lacked an object in its named colour: " + ", ".join(redrawn))
     return "\n".join(lines)
 
 
