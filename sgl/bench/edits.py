@@ -308,7 +308,6 @@ class Bench:
                 base = {"prompt": prompt, "seed": seed, "steps": self.steps, **method.fill()}
                 scored = run(kind, index, scene, a, b, base, original, orig, method)
                 scored[0].redrawn = scored[1].redrawn = redrawn
-                scored[1].ref_redrawn = scored[0].ref_redrawn
                 rows[method.name].append(scored[0])
             if scored[1].image is None:  # the grid shows what doing nothing gives
                 scored[1].image = _photo(scene) if kind == "real_move" else original
@@ -365,10 +364,7 @@ class Bench:
             drift, present = _drift(orig, blobs, [b.colour])
             ok = error is not None and error <= CENTROID_TOL and gone and present
             scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, "", img))
-        scores[0].references = tuple(result.sources.values())
-        for score in scores:
-            score.ref_redrawn = ref_redrawn
-        return scores
+        return _with_references(scores, result, ref_redrawn)
 
     def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig, method):
         new_a = unused_colour(orig, index)
@@ -388,10 +384,7 @@ class Bench:
             present = None not in errors
             error = max(errors) if present else None
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
-        scores[0].references = tuple(result.sources.values())
-        for score in scores:
-            score.ref_redrawn = ref_redrawn
-        return scores
+        return _with_references(scores, result, ref_redrawn)
 
     def edit_compose(self, kind, index, scene, a, b, base, original, orig, method):
         r1_seed, r1_redrawn, r1_shown = self.valid_reference(_caption(a), index + 2000, [a.colour])
@@ -410,10 +403,7 @@ class Bench:
             present = all(e is not None for e in errors)
             error = max(errors) if present else None
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
-        scores[0].references = tuple(result.sources.values())
-        for score in scores:
-            score.ref_redrawn = ref_redrawn
-        return scores
+        return _with_references(scores, result, ref_redrawn)
 
     def edit_real_move(self, kind, index, scene, a, b, base, original, orig, method):
         from PIL import Image
@@ -436,6 +426,15 @@ class Bench:
             ok = error is not None and error <= CENTROID_TOL and drift is not None and drift <= CENTROID_TOL
             scores.append(Score(kind, index, ok, error, drift, blob.present and other.present, s, "", img))
         return scores
+
+
+def _with_references(scores: list[Score], result, ref_redrawn: int) -> list[Score]:
+    """An edit's two scores (edited, doing nothing) with the redraws its references needed, and
+    the references themselves on the edited one (the grid shows them)."""
+    scores[0].references = tuple(result.sources.values())
+    for score in scores:
+        score.ref_redrawn = ref_redrawn
+    return scores
 
 
 def _no_reference(kind: str, index: int, ref_redrawn: int) -> list[Score]:
