@@ -124,6 +124,18 @@ def test_port_module_checks_and_templates_fill(tmp_path):
             check_file(program)  # raises SGLError with the diagnostics
 
 
+def test_a_template_must_read_every_word_its_edit_computes(tmp_path, monkeypatch):
+    """`fill` refuses a word the template never reads: layout + appearance once checked a
+    reference of one caption while its program generated another (the main prompt), and scored 0 %."""
+    import sgl.bench.edits as edits
+
+    (tmp_path / "t.sgl.in").write_text('prompt "$prompt"\nimage ref = generate "$prompt" seed $ref_seed\n')
+    monkeypatch.setattr(edits, "bench_dir", lambda: tmp_path)
+    assert 'seed 3' in edits.fill("t", {"prompt": "a circle"}, ref_seed=3)
+    with pytest.raises(ValueError, match="does not read ref_prompt"):
+        edits.fill("t", {"prompt": "a circle"}, ref_prompt="a red circle", ref_seed=3)
+
+
 def test_objects_whose_colour_the_prompt_leaves_open_are_found_by_shape():
     """`locate` on rendered scenes (exact pictures): named colours by colour, open ones by matching
     the remaining blobs to their shape words."""

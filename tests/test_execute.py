@@ -77,6 +77,23 @@ def test_cache_reuses_the_original_run(tiny_sd):
     assert np.array_equal(np.asarray(first.original), np.asarray(second.original))
 
 
+def test_cache_serves_a_reference_from_an_earlier_original_of_its_prompt(tiny_sd):
+    """An unguided run is the same picture under any name: one program's `orig` of a prompt and
+    seed is another program's `image ref = generate` of them, sampled once."""
+    from sgl.runtime.cache import RunCache
+    import numpy as np
+
+    cache = RunCache()
+    first = sgl.compile('prompt "a red dog and a blue cat"\nseed 7\nsteps 2\n').run(
+        pipe=tiny_sd, progress=False, cache=cache)
+    second = sgl.compile('prompt "a dog and a cat"\nseed 1\nsteps 2\n'
+                         'image ref = generate "a red dog and a blue cat" seed 7\n'
+                         'appearance(dog) = appearance[ref](dog)\n').run(pipe=tiny_sd, progress=False, cache=cache)
+    assert (cache.hits, cache.misses) == (1, 2)   # `ref` hit; the second `orig` is a new prompt
+    assert np.array_equal(np.asarray(first.original), np.asarray(second.sources["ref"]))
+    assert any(row["guided"] for row in second.trace)
+
+
 def test_start_edits_a_loaded_image_from_its_inverted_noise(tiny_sd, tmp_path):
     import numpy as np
     from PIL import Image

@@ -72,6 +72,18 @@ def template(name: str) -> string.Template:
     return string.Template((bench_dir() / f"{name}.sgl.in").read_text(encoding="utf-8"))
 
 
+def fill(name: str, base: dict, **words) -> str:
+    """The program of template `name` for one scene: `base` holds the words every template may
+    use, `words` those this edit computed for it, and each of those must appear in the template
+    (a reference prompt the bench checked but the program never read once made a whole edit
+    kind score what the check did not vouch for)."""
+    program = template(name)
+    unread = sorted(set(words) - set(program.get_identifiers()))
+    if unread:
+        raise ValueError(f"examples/bench/{name}.sgl.in does not read {', '.join(unread)}")
+    return program.substitute(base, **words)
+
+
 @dataclass
 class Score:
     """One edit on one scene."""
@@ -334,7 +346,7 @@ class Bench:
     def edit_move(self, kind, index, scene, a, b, base, original, orig, method):
         ca = orig[a.colour].centroid
         dx, dy = free_offset(ca, _radius(orig[a.colour].area), [(orig[b.colour].centroid, _radius(orig[b.colour].area))])
-        text = template(kind).substitute(base, a=_phrase(a), dx=dx, dy=dy)
+        text = fill(kind, base, a=_phrase(a), dx=dx, dy=dy)
         result, secs = self.run_program(text, method)
         return self._move_like(kind, index, a, b, base, orig, result.image, secs,
                                (ca[0] + dx, ca[1] + dy), orig[a.colour].area)
@@ -343,7 +355,7 @@ class Bench:
 
     def edit_resize(self, kind, index, scene, a, b, base, original, orig, method):
         factor = float(kind.split("_")[1])
-        text = template("resize").substitute(base, a=_phrase(a), factor=factor)
+        text = fill("resize", base, a=_phrase(a), factor=factor)
         result, secs = self.run_program(text, method)
         return self._move_like(kind, index, a, b, base, orig, result.image, secs,
                                orig[a.colour].centroid, orig[a.colour].area * factor * factor)
@@ -354,7 +366,7 @@ class Bench:
         ref_seed, ref_redrawn, shown = self.valid_reference(ref, index + 1000, [new])
         if not shown:
             return _no_reference(kind, index, ref_redrawn)
-        text = template(kind).substitute(base, a_shape=a.shape, ref_prompt=ref, ref_seed=ref_seed)
+        text = fill(kind, base, a_shape=a.shape, ref_prompt=ref, ref_seed=ref_seed)
         result, secs = self.run_program(text, method)
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
@@ -374,7 +386,7 @@ class Bench:
         ref_seed, ref_redrawn, shown = self.valid_reference(ref, index + 1000, [new_a, new_b])
         if not shown:
             return _no_reference(kind, index, ref_redrawn)
-        text = template(kind).substitute(base, ref_prompt=ref, ref_seed=ref_seed)
+        text = fill(kind, base, ref_prompt=ref, ref_seed=ref_seed)
         result, secs = self.run_program(text, method)
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
@@ -392,7 +404,7 @@ class Bench:
         ref_redrawn = max(r1_redrawn, r2_redrawn)
         if not (r1_shown and r2_shown):
             return _no_reference(kind, index, ref_redrawn)
-        text = template(kind).substitute(base, a=_phrase(a), b=_phrase(b), a_caption=_caption(a),
+        text = fill(kind, base, a=_phrase(a), b=_phrase(b), a_caption=_caption(a),
                                          b_caption=_caption(b), r1_seed=r1_seed, r2_seed=r2_seed)
         result, secs = self.run_program(text, method)
         r1, r2 = _blobs(result.sources["r1"]), _blobs(result.sources["r2"])
@@ -413,7 +425,7 @@ class Bench:
         with tempfile.TemporaryDirectory() as tmp:
             photo = Path(tmp) / "photo.png"
             Image.fromarray(scene.image).save(photo)
-            text = template(kind).substitute(base, a=_phrase(a), photo=photo.name, dx=dx, dy=dy)
+            text = fill(kind, base, a=_phrase(a), photo=photo.name, dx=dx, dy=dy)
             result, secs = self.run_program(text, method, base_dir=Path(tmp))
         scores = []
         photo_blobs = _blobs(Image.fromarray(scene.image))

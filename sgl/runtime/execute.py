@@ -105,11 +105,13 @@ def with_feature_layer(pipe, info, name: str | None, span=None):
     return dataclasses.replace(info, profile=dataclasses.replace(info.profile, feature_layer=layer))
 
 
-def _cache_key(pipe, info, settings: Mapping, name: str, prompt: str, seed: int) -> Hashable:
-    """What determines a source run. Pipeline objects are told apart by identity (two objects
-    may hold different weights); folders and `shapes` by their path."""
+def _cache_key(pipe, info, settings: Mapping, prompt: str, seed: int) -> Hashable:
+    """What determines a source run. Not the name the program gives it: an unguided run of a
+    prompt and seed is the same picture whether it is one program's `orig` or another's `ref`.
+    Pipeline objects are told apart by identity (two objects may hold different weights);
+    folders and `shapes` by their path."""
     model = info.origin if info.origin != "<pipeline object>" else ("object", id(pipe.unet))
-    return (model, name, prompt, settings["negative"], int(seed), int(settings["steps"]),
+    return (model, prompt, settings["negative"], int(seed), int(settings["steps"]),
             float(settings["cfg"]), repr(settings["resolution"]), settings["scheduler"], settings["layers"],
             info.profile.feature_layer)
 
@@ -158,7 +160,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
             # cached run serves any later program on the same prompt and seed
             tokens = {(w,): w for w in sorted({w for w, _, _ in prompt_words(prompt)})}
             features, when = tuple(sorted({*features, "default"})), None
-            cached = cache.get(_cache_key(pipe, info, settings, name, prompt, src_seed))
+            cached = cache.get(_cache_key(pipe, info, settings, prompt, src_seed))
         sources.append(SourceSpec(name, prompt=prompt, seed=src_seed, tokens=tokens, features=features,
                                   when=when, cached=cached, span=info_src.span))
 
@@ -199,10 +201,12 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     if cache is not None:
         for spec in sources:
             run = result.sources.get(spec.name)
-            if spec.trajectory is None and run is not None and run is not spec.cached:
+            # a reused run comes back renamed, with the cached recordings themselves
+            reused = spec.cached is not None and run is not None and run.recorded is spec.cached.recorded
+            if spec.trajectory is None and run is not None and not reused:
                 if spec.cached is not None:
                     cache.stale()
-                cache.put(_cache_key(pipe, info, settings, spec.name, spec.prompt, spec.seed), run)
+                cache.put(_cache_key(pipe, info, settings, spec.prompt, spec.seed), run)
     if "orig" not in result.sources:
         raise SGLError.single("E229", "internal error: the original run is missing")
     return Result.build(program, result, info, keys, settings)

@@ -19,6 +19,7 @@ The energy is a callback, so this module knows nothing of the IR:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import time
@@ -649,8 +650,9 @@ class _Sampler:
         for run, image in zip(runs, images[1:]):
             sources[run.name] = SourceRun(run.name, image, run.latents.detach(), run.records, run.settings)
         for run in self.sources:
-            if run.kind == "cached":
-                sources[run.name] = run.cached
+            if run.kind == "cached":  # possibly recorded under another program's name for it
+                cached = run.cached
+                sources[run.name] = cached if cached.name == run.name else dataclasses.replace(cached, name=run.name)
             elif run.kind == "inverted":
                 sources[run.name] = SourceRun(run.name, run.trajectory.image, run.trajectory.latents[-1])
         return SampleResult(images[0], self.guided.latents.detach(), sources, self.trace, self.warnings,
