@@ -267,6 +267,8 @@ def test_folding_rules():
         g.node("div", SCALAR, (s, one)): s,
         g.node("mul", SCALAR, (s, zero)): zero,
         g.node("mul", MAP, (a, one)): a,
+        g.node("scale", MAP, (a, one)): a,
+        g.node("shift", MAP, (a, const(g, (0.0, 0.0)))): a,
         g.node("neg", SCALAR, (g.node("neg", SCALAR, (s,)),)): s,
         g.node("get_y", SCALAR, (g.node("pack", VEC2, (zero, s)),)): s,
         g.node("pack", VEC2, (const(g, 2.0), const(g, 3.0))): const(g, (2.0, 3.0)),
@@ -282,6 +284,14 @@ def test_folding_keeps_division_by_zero_for_the_runtime():
     bad = g.node("div", SCALAR, (const(g, 1.0), const(g, 0.0)))
     (term,) = passes.fold_terms(g, [_hand_term(g, bad)])
     assert term.root is bad
+
+
+def test_only_identity_transforms_fold():
+    g = Graph()
+    a = g.node("attn", MAP, (), ("self", ("dog",)))
+    for kept in (g.node("scale", MAP, (a, const(g, 0.5))), g.node("shift", MAP, (a, const(g, (0.0, 0.1))))):
+        (term,) = passes.fold_terms(g, [_hand_term(g, g.node("sum", SCALAR, (kept,)))])
+        assert term.root.inputs[0] is kept
 
 
 def test_mul_zero_keeps_maps():

@@ -119,10 +119,10 @@ class Method:
                 **{f"w_{k}": v for k, v in self.weights}}
 
 
-# SGL: the stdlib's macros and its weights (copy_layout: shape 6, centroid 5; copy_appearance:
-# appearance — tests/test_bench.py checks that these agree with stdlib/edits.sgl), the model's
-# own strength and gradient mode.
-SGL = Method("sgl", "edits", weights=(("shape", 6), ("centroid", 5), ("appearance", 0.2), ("mass", 5)), tunable=True)
+# SGL: the stdlib's macros and its weights (copy_layout: shape 6, centroid 5, mass 5;
+# copy_appearance: appearance 2 — tests/test_bench.py checks that these agree with
+# stdlib/edits.sgl), the model's own strength and gradient mode.
+SGL = Method("sgl", "edits", weights=(("shape", 6), ("centroid", 5), ("appearance", 2), ("mass", 5)), tunable=True)
 # The paper's formulas with the published weights of the most faithful public port (the SDXL
 # Colab, RESEARCH.md): examples/bench/port_edits.sgl, eps += 1000·∇g (SGL: v·σ_t·∇g, v = 1000),
 # each step taken once.

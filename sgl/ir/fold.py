@@ -162,6 +162,14 @@ def _pack_of_gets(graph: Graph, node: Node) -> Node | None:
     return None
 
 
+def _identity_transform(graph: Graph, node: Node) -> Node | None:
+    """scale(m, 1) and shift(m, (0, 0)) are m (a macro's resize by 1, move by nothing)."""
+    m, by = node.inputs
+    if node.op == "scale" and _is_const(by, 1.0) or node.op == "shift" and _is_const(by, 0.0):
+        return m
+    return None
+
+
 def _detach_idempotent(graph: Graph, node: Node) -> Node | None:
     (a,) = node.inputs
     if a.op == "detach" or a.op == "const":
@@ -177,5 +185,6 @@ FOLD_RULES: tuple[Rule, ...] = (
     (frozenset({"neg"}), _neg_neg),
     (frozenset({"get_x", "get_y"}), _get_of_pack),
     (frozenset({"pack"}), _pack_of_gets),
+    (frozenset({"scale", "shift"}), _identity_transform),
     (frozenset({"detach"}), _detach_idempotent),
 )
