@@ -165,7 +165,7 @@ def _pack_of_gets(graph: Graph, node: Node) -> Node | None:
 def _identity_transform(graph: Graph, node: Node) -> Node | None:
     """scale(m, 1) and shift(m, (0, 0)) are m (a macro's resize by 1, move by nothing)."""
     m, by = node.inputs
-    if node.op == "scale" and _is_const(by, 1.0) or node.op == "shift" and _is_const(by, 0.0):
+    if (node.op == "scale" and _is_const(by, 1.0)) or (node.op == "shift" and _is_const(by, 0.0)):
         return m
     return None
 
