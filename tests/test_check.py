@@ -653,3 +653,31 @@ def test_a_source_on_a_call_that_reads_no_run_is_a_warning():
     c = checked(HEAD + "fn area(o: Object) = mean(shape(o))\nfn half() -> Scalar = 0.5\n"
                        "size(dog) = area₀(dog) + half₀()\nshape(dog) = box[orig](0, 0, 1, 1)\n")
     assert [(w.code, w.span.line) for w in c.warnings] == [("W003", 4), ("W003", 5)]
+
+
+# ----------------------------------------------------------------------------- sources as values
+
+MACRO = "fn take(o: Object, r: Image = orig) { size(o) = size[r](o) }\n"
+
+
+def test_orig_self_and_images_are_image_arguments():
+    assert checked(HEAD + 'image ref = generate "a dog"\n' + MACRO + "take(dog, ref)\ntake(dog, orig)\n"
+                   "take(cat, self)\ntake(cat)\n").warnings == ()
+
+
+@pytest.mark.parametrize("src", ["fn f(o: Object, r: Scalar) { size(o) = size[r](o) }\nf(dog, 1)\n",
+                                 "let r = 2\nsize(dog) = size[r](dog)\n",
+                                 "for r in [dog, cat] { size(r) = size[r](r) }\n"])
+def test_a_variable_naming_a_source_must_hold_an_image(src):
+    d = only(HEAD + src)
+    assert d.code == "E048" and "not an Image" in d.message
+
+
+def test_an_object_passed_for_an_image_parameter():
+    d = only(HEAD + MACRO + "take(dog, cat)\n")
+    assert d.code == "E056" and "expects Image, found Object" in d.message
+
+
+def test_an_unknown_source_is_still_reported_inside_a_function():
+    d = only(HEAD + "fn f(o: Object) { size(o) = size[rr](o) }\nf(dog)\n")
+    assert d.code == "E032"

@@ -491,3 +491,37 @@ def test_compiler_half_does_not_import_torch():
     code = ("import sys, sgl.compiler, sgl.ir.lower, sgl.ir.passes, sgl.ir.printer, sgl.ir.verify\n"
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- sources as parameters
+
+REF = 'image ref = generate "a dog and a cat in the snow" seed 3\n'
+
+
+def _read_sources(program) -> list[set[str]]:
+    """The sources each term reads, in term order."""
+    return [{n.arg[0] for n in toposort([t.root]) if n.op == "attn"} for t in program.terms]
+
+
+def test_an_image_parameter_names_the_source_of_the_calls_inside():
+    macro = "fn take(o: Object, r: Image = orig) { size(o) = size[r](o) }\n"
+    passed = ir(REF + macro + "take(dog, orig)\ntake(dog, ref)\ntake(cat)\n")
+    written = ir(REF + "size(dog) = size₀(dog)\nsize(dog) = size[ref](dog)\nsize(cat) = size₀(cat)\n")
+    assert _read_sources(passed) == [{"self", "orig"}, {"self", "ref"}, {"self", "orig"}]
+    graph = lambda program: [line for line in format_ir(program).splitlines() if line.startswith("%")]
+    assert graph(passed) == graph(written)
+
+
+def test_a_for_variable_and_a_let_can_hold_the_source():
+    program = ir(REF + "let r = ref\nfor s in [ref, orig] { size(dog) = size[s](dog) }\nsize(cat) = size[r](cat)\n")
+    assert _read_sources(program) == [{"self", "ref"}, {"self", "orig"}, {"self", "ref"}]
+
+
+def test_a_parameter_shadows_an_image_of_the_same_name():
+    program = ir(REF + "fn take(o: Object, ref: Image) { size(o) = size[ref](o) }\ntake(dog, orig)\n")
+    assert _read_sources(program) == [{"self", "orig"}]
+
+
+def test_an_image_parameter_whose_caption_lacks_the_object_is_a_lowering_error():
+    assert error_codes('image ref = generate "a blue car" seed 3\n'
+                       "fn take(o: Object, r: Image) { size(o) = size[r](o) }\ntake(dog, ref)\n") == ["E101"]

@@ -146,8 +146,15 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        P + "fn f(a: Scalar = 1, b: Scalar) = a + b\n", P + "fn f(b: Scalar, a: Scalar = 1) = a + b\n"),
     _e("E046", "bad signature", "A constraint macro returns a Constraint; an `extern fn` names its return type.",
        P + "fn f(o: Object) -> Scalar { size(o) = 0.2 }\n", P + "fn f(o: Object) { size(o) = 0.2 }\n"),
-    _e("E047", "source used as a value", "`orig` and images are runs to read from, not objects.",
+    _e("E047", "source used as a value",
+       "`orig` and images are runs to read from, not objects; as a value a source can only be "
+       "passed to a parameter of type Image.",
        P + "size(circle) = size(orig)\n", P + "size(circle) = size₀(circle)\n"),
+    _e("E048", "source is not an image",
+       "`f[r](…)` with a variable `r` reads from the run that `r` holds, so `r` must be an Image: "
+       "a parameter `r: Image`, a `for` variable over images, or a `let` of one.",
+       P + "fn big(o: Object, r: Scalar) { size(o) = size[r](o) * 2 }\nbig(circle, 1)\n",
+       P + "fn big(o: Object, r: Image) { size(o) = size[r](o) * 2 }\nbig(circle, orig)\n"),
     _e("E050", "operator types",
        "`+ -` need equal types; `* /` scale a Vec2, Map or Vector by a Scalar, and multiply or "
        "divide Maps cell by cell.",

@@ -167,6 +167,13 @@ def unknown_source(name: str, span: Span, suggestion: str | None, sources: Seque
                       notes=(f"sources are {_list(sources)}; `orig` is the unguided run",))
 
 
+def source_not_image(name: str, found: str, span: Span, declared_at: Span | None) -> Diagnostic:
+    return Diagnostic("E048", f"source `{name}` is {_a(found)}, not an Image", span,
+                      labels=_label(declared_at, f"`{name}` is declared here"),
+                      hint=f"a source names a run: declare `{name}: Image` and pass an image or `orig`",
+                      notes=("a source is `orig`, a declared `image`, or a variable holding one",))
+
+
 def duplicate_definition(name: str, span: Span, first: Span | None) -> Diagnostic:
     return Diagnostic("E033", f"`{name}` is defined twice", span,
                       labels=_label(first, "first defined here"), hint="rename one of them")

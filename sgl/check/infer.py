@@ -10,7 +10,8 @@ from __future__ import annotations
 from sgl.check import errors
 from sgl.check.resolve import FnInfo, Resolver, is_macro
 from sgl.check.scope import Binding
-from sgl.check.types import FEATURES, MAP, SCALAR, STRING, VEC2, VECTOR, Type, list_of
+from sgl.check.resolve import RESERVED_SOURCES
+from sgl.check.types import FEATURES, IMAGE, MAP, SCALAR, STRING, VEC2, VECTOR, Type, list_of
 from sgl.diagnostics import Diagnostic
 from sgl.syntax import ast
 
@@ -240,7 +241,7 @@ class Inferer:
     def call(self, e: ast.Call) -> Type | None:
         args = [self.expr(a) for a in e.args]
         infos = self.r.candidates.get(id(e))
-        if infos is None or any(t is None for t in args):
+        if infos is None or any(t is None for t in args) or not self.source_ok(e):
             return None
         n = len(args)
         fitting = [i for i in infos if _arity(i)[0] <= n <= _arity(i)[1]]
@@ -258,6 +259,9 @@ class Inferer:
             for arg, found, param, ptype in zip(e.args, args, info.fn.params, info.param_types):
                 if ptype is None:
                     ok = False
+                elif found != ptype and isinstance(arg, ast.Name) and arg.id in RESERVED_SOURCES:
+                    self.diags.append(errors.source_as_value(arg.id, arg.span))
+                    ok = False
                 elif found != ptype:
                     declared = None if info.module.stdlib else param.span
                     self.diags.append(errors.argument_type(e.func, param.name, str(ptype), str(found),
@@ -274,6 +278,17 @@ class Inferer:
             info = matching[0]
         self.chosen[id(e)] = info.fn
         return self.return_type(info)
+
+    def source_ok(self, e: ast.Call) -> bool:
+        """A variable that names a call's source must hold an Image."""
+        binding = self.r.source_refs.get(id(e))
+        if binding is None:
+            return True
+        found = self.let_type(binding) if binding.kind == "global_let" else binding.type
+        if found is None or found == IMAGE:
+            return found is not None
+        self.diags.append(errors.source_not_image(binding.name, str(found), e.source.span or e.span, binding.span))
+        return False
 
 
 def _arity(info: FnInfo) -> tuple[int, int]:

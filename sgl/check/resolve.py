@@ -78,6 +78,11 @@ class Resolver:
         self.refs: dict[int, Binding] = {}
         self.candidates: dict[int, list[FnInfo]] = {}
         self.decls: dict[int, Binding] = {}
+        # id(Call) → the variable naming its source (`f[r](…)` with `r` an Image parameter, a
+        # `for` variable over images or a `let`): the types phase checks that it holds an Image
+        self.source_refs: dict[int, Binding] = {}
+        # `orig` and `self` as values: the Image arguments of functions that take a source
+        self.runs = {name: Binding(name, "image", type=IMAGE) for name in RESERVED_SOURCES}
         self.sources: dict[str, SourceInfo] = {
             # the runs of the program's own prompt point at it (for the runtime's errors about its words)
             "self": SourceInfo("self", "self", prompt, span=prompt_span),
@@ -362,7 +367,7 @@ class Resolver:
             self.diags.append(errors.function_as_value(e.id, e.span))
             return
         if e.id in RESERVED_SOURCES:
-            self.diags.append(errors.source_as_value(e.id, e.span))
+            self.refs[id(e)] = self.runs[e.id]
             return
         if e.id in SETTINGS:
             self.diags.append(errors.setting_as_value(e.id, e.span))
@@ -390,14 +395,27 @@ class Resolver:
                 self.candidates[id(e)] = infos
                 if self._current is not None and not infos[0].fn.extern:
                     self.edges[self._current].add(("fn", e.func))
-            if e.source is not None and not macro and e.source.name not in self.sources:
-                names = [s for s in self.sources if s != "self"]
-                self.diags.append(errors.unknown_source(e.source.name, e.source.span or span,
-                                                        did_you_mean(e.source.name, names), names))
+            if e.source is not None and not macro:
+                self.source(e, scope, span)
         if e.func == "mask" and e.args and isinstance(e.args[0], ast.String):
             self._file_path(e.args[0])
         for arg in e.args:
             self.expr(arg, scope)
+
+    def source(self, e: ast.Call, scope, span: Span) -> None:
+        """`f[r](…)`: `r` is a declared image, `orig`, `self`, or a variable holding an Image
+        (a parameter `r: Image`, a `for` variable, a `let`), innermost first."""
+        name = e.source.name
+        binding = scope.lookup(name)
+        if binding is not None and binding.kind in ("param", "for", "let", "global_let"):
+            self.source_refs[id(e)] = binding
+            if binding.kind == "global_let" and self._current is not None:
+                self.edges[self._current].add(("let", name))
+            return
+        if name in self.sources:
+            return
+        names = [s for s in self.sources if s != "self"]
+        self.diags.append(errors.unknown_source(name, e.source.span or span, did_you_mean(name, names), names))
 
     def _unknown_function(self, name: str, span: Span) -> None:
         defined_in = _stdlib_functions()

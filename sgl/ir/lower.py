@@ -249,6 +249,16 @@ class _Lowerer:
             return info
         raise LoweringBug(f"unresolved name `{name}`")
 
+    def source(self, name: str, ctx: _Ctx) -> str:
+        """The run a call's source names: a declared image or `orig`, or the one an Image
+        variable holds (a parameter, a `for` variable, a `let`)."""
+        if name in ctx.env or name in self.checked.lets:
+            info = self.name(name, ctx)
+            if not isinstance(info, SourceInfo):
+                raise LoweringBug(f"source `{name}` holds {info!r}, not an image")
+            return info.name
+        return name
+
     def let(self, name: str) -> Value:
         """A top-level `let`, lowered once, on first use, in a scope of its own."""
         if name not in self._lets:
@@ -266,7 +276,7 @@ class _Lowerer:
             return self.compile_time_list(call, ctx)
         args = tuple(self.expr(a, ctx) for a in call.args)  # in the caller's source
         if call.source is not None:
-            ctx = attrs.evolve(ctx, source=call.source.name, source_at=call.span)
+            ctx = attrs.evolve(ctx, source=self.source(call.source.name, ctx), source_at=call.span)
         fn = self.function(call.func)
         if fn.extern:
             return self.intrinsic(call, fn, args, ctx)
