@@ -41,10 +41,10 @@ def test_bench_speed_on_a_tiny_architecture(tmp_path):
 @pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
 def test_bench_edits_runs_end_to_end(tmp_path):
     out = tmp_path / "edits.json"
-    done = _bench("edits", "--n", "2", "--first", "1", "--steps", "6", "--weight", "appearance=2", "--json", str(out))
+    done = _bench("edits", "--n", "2", "--first", "1", "--steps", "6", "--json", str(out))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert result["n"] == 2 and result["first"] == 1 and result["weights"] == {"appearance": 2.0}
+    assert result["n"] == 2 and result["first"] == 1
     assert {s["scene"] for s in result["per_scene"]["sgl"]} == {1, 2}
     assert set(result["sgl"]) == set(result["port"]) == set(result["prompt-only"]) and "move" in result["sgl"]
     for method in ("sgl", "port", "prompt-only"):
@@ -79,29 +79,29 @@ def test_bench_module_option_is_checked():
     assert done.returncode != 0 and "no such file" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_bench_weight_option_names_a_template_term():
-    done = _bench("edits", "--n", "1", "--weight", "colour=2")
-    assert done.returncode != 0 and "--weight takes one of: shape, centroid, appearance, mass" in done.stderr
-    done = _bench("edits", "--n", "1", "--weight", "shape=heavy")
-    assert done.returncode != 0 and "the weight must be a number" in done.stderr and "Traceback" not in done.stderr
+def test_every_row_takes_its_weights_from_its_module(tmp_path):
+    """The templates' terms are macro calls: compose from two references gets copy_layout's and
+    copy_appearance's weights from the stdlib in the sgl row and from port_edits.sgl in the port
+    row, read from each reference."""
+    import shutil
 
+    from sgl.bench.edits import PORT, SGL, fill
+    from sgl.compiler import check_file
 
-def test_bench_weights_agree_with_the_stdlib():
-    """The templates' explicit terms use the sgl row's weights; they must be the stdlib's."""
-    import re
-
-    from sgl.bench.edits import SGL
-
-    text = (ROOT / "stdlib/edits.sgl").read_text()
-    weights = dict(SGL.weights)
-    layout = text[text.index("fn copy_layout"):]
-    layout = layout[:layout.index("}")]
-    assert f"silhouette₀(o) weight {weights['shape']} " in layout
-    assert f"centroid₀(o) weight {weights['centroid']} " in layout
-    assert f"mass_in₀(o, silhouette₀(o)) weight {weights['mass']} " in layout
-    look = text[text.index("fn copy_appearance"):]
-    look = look[:look.index("}")]
-    assert re.search(rf"appearance₀\(o\) weight {weights['appearance']} ", look)
+    shutil.copy(ROOT / "examples/bench/port_edits.sgl", tmp_path / "port_edits.sgl")
+    words = dict(a="red circle", b="blue square", a_caption="a red circle", b_caption="a blue square",
+                 r1_seed=4, r2_seed=5)
+    base = dict(prompt="a red circle and a blue square", seed=1, steps=10)
+    found = {}
+    for method in (SGL, PORT):
+        program = tmp_path / f"{method.name}.sgl"
+        program.write_text(fill("compose", {**base, **method.fill()}, **words))
+        terms = check_file(program).terms
+        found[method.name] = sorted((t.label.split(" › ")[-1].split(" weight")[0], t.weight) for t in terms)
+    appearance = "appearance(o) = appearance[source](o)"
+    assert [w for label, w in found["sgl"] if label == appearance] == [2.0, 2.0]
+    assert [w for label, w in found["port"] if label == appearance] == [12.0, 12.0]
+    assert any("mass_in" in label for label, _ in found["sgl"])
 
 
 def test_port_module_checks_and_templates_fill(tmp_path):

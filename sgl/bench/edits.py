@@ -104,30 +104,25 @@ class Score:
 
 @dataclass(frozen=True)
 class Method:
-    """How a row of the benchmark fills the templates: the module whose macros it uses, extra
-    settings lines, the weights of the templates' explicit terms, and a window for them."""
+    """How a row of the benchmark fills the templates: the module whose macros it uses (every
+    template's terms are macro calls, so a module holds all of a row's weights) and extra
+    settings lines."""
 
     name: str
     module: str
     settings: str = ""
-    weights: tuple = ()
-    window: str = ""
     tunable: bool = False  # `--set` overrides apply to this row
 
     def fill(self) -> dict:
-        return {"module": self.module, "settings": self.settings, "window": self.window,
-                **{f"w_{k}": v for k, v in self.weights}}
+        return {"module": self.module, "settings": self.settings}
 
 
-# SGL: the stdlib's macros and its weights (copy_layout: shape 6, centroid 5, mass 5;
-# copy_appearance: appearance 2 — tests/test_bench.py checks that these agree with
-# stdlib/edits.sgl), the model's own strength and gradient mode.
-SGL = Method("sgl", "edits", weights=(("shape", 6), ("centroid", 5), ("appearance", 2), ("mass", 5)), tunable=True)
+# SGL: the stdlib's macros, the model's own strength and gradient mode.
+SGL = Method("sgl", "edits", tunable=True)
 # The paper's formulas with the published weights of the most faithful public port (the SDXL
 # Colab, RESEARCH.md): examples/bench/port_edits.sgl, eps += 1000·∇g (SGL: v·σ_t·∇g, v = 1000),
 # each step taken once.
-PORT = Method("port", '"port_edits.sgl"', settings='gradient "raw"\nstrength 1000\nrecurrence 1\n',
-              weights=(("shape", 6), ("centroid", 5), ("appearance", 12), ("mass", 0)), window=" from 7% to 93%")
+PORT = Method("port", '"port_edits.sgl"', settings='gradient "raw"\nstrength 1000\nrecurrence 1\n')
 METHODS = {m.name: m for m in (SGL, PORT)}
 
 
@@ -523,7 +518,7 @@ def table(results: dict) -> str:
 
 def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Path | None = None,
               progress: bool = False, overrides: dict | None = None, methods=("sgl", "port"),
-              weights: dict | None = None, first: int = 0) -> dict:
+              first: int = 0) -> dict:
     """Scenes `first` … `first + n − 1` of the held-out set (so that a sweep can be split over
     processes), every kind, every row."""
     from sgl.runtime.cache import RunCache
@@ -531,9 +526,6 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
 
     pipe, _ = load_pipeline(pipe if pipe is not None else (overrides or {}).get("model", "shapes"))
     rows = [METHODS[m] if isinstance(m, str) else m for m in methods]
-    if weights:  # the templates' explicit-term weights of the tunable row, for a sweep
-        rows = [dataclasses.replace(m, weights=tuple({**dict(m.weights), **weights}.items())) if m.tunable else m
-                for m in rows]
     bench = Bench(pipe, steps, RunCache(), progress, overrides, rows)
     rows: dict[str, list[Score]] = {}
     start = time.perf_counter()
@@ -543,7 +535,6 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
     results = {"n": n, "first": first, "steps": steps, "seconds": time.perf_counter() - start, "overrides": dict(overrides or {}),
                "rows": [m.name for m in bench.methods] + ["prompt-only"],
                "modules": {m.name: m.module for m in bench.methods},
-               "weights": dict(weights or {}),
                "tolerances": {"centroid": CENTROID_TOL, "area": AREA_TOL, "drift_target": DRIFT_TARGET},
                **{name: summarise(scores) for name, scores in rows.items()},
                "per_scene": {name: [{k: v for k, v in s.__dict__.items() if k not in ("image", "references")} for s in scores]
@@ -555,11 +546,11 @@ def run_bench(n: int = 8, steps: int = 50, kinds=KINDS, pipe=None, grid_dir: Pat
 
 def merge(results: list[dict]) -> dict:
     """One result from runs over disjoint scene ranges (`--first`): per-scene scores joined, every
-    row summarised again. The runs must share steps, overrides and weights."""
-    same = {(r["steps"], json.dumps(r["overrides"], sort_keys=True), json.dumps(r["weights"], sort_keys=True),
+    row summarised again. The runs must share steps, overrides and modules."""
+    same = {(r["steps"], json.dumps(r["overrides"], sort_keys=True), json.dumps(r.get("weights", {}), sort_keys=True),
              json.dumps(r.get("modules"), sort_keys=True)) for r in results}
     if len(same) != 1:
-        raise SystemExit("--merge: the runs differ in steps, --set, --weight or --module")
+        raise SystemExit("--merge: the runs differ in steps, --set or --module")
     rows: dict[str, list[Score]] = {}
     for r in results:
         for name, scores in r["per_scene"].items():
@@ -571,7 +562,7 @@ def merge(results: list[dict]) -> dict:
     first = results[0]
     return {"n": sum(r["n"] for r in results), "first": min(r.get("first", 0) for r in results),
             "steps": first["steps"], "seconds": sum(r["seconds"] for r in results),
-            "overrides": first["overrides"], "weights": first["weights"], "tolerances": first["tolerances"],
+            "overrides": first["overrides"], "tolerances": first["tolerances"],
             **{key: first[key] for key in ("rows", "modules") if key in first},
             **{name: summarise(scores) for name, scores in rows.items()},
             "per_scene": {name: [r for res in results for r in res["per_scene"].get(name, [])] for name in rows}}
@@ -628,9 +619,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--module", dest="modules", action="append", default=[], metavar="NAME=PATH",
                         help="add a row NAME whose programs `use` the module file PATH instead of the stdlib's "
                              "edits (a variant of stdlib/edits.sgl), scored on the same originals as the others")
-    parser.add_argument("--weight", dest="weights", action="append", default=[], metavar="TERM=W",
-                        help="weight of the templates' explicit shape/centroid/appearance terms in the sgl row "
-                             "(default: the stdlib's; e.g. --weight appearance=2 for a sweep)")
 
 
 def command(args) -> int:
@@ -656,15 +644,6 @@ def command(args) -> int:
     for item in args.overrides:
         key, _, value = item.partition("=")
         overrides[key.strip()] = parse_setting_value(value.strip())
-    weights = {}
-    for item in args.weights:
-        key, _, value = item.partition("=")
-        if key.strip() not in dict(SGL.weights):
-            raise SystemExit(f"--weight takes one of: {', '.join(dict(SGL.weights))}")
-        try:
-            weights[key.strip()] = float(value)
-        except ValueError:
-            raise SystemExit(f"--weight {item}: the weight must be a number") from None
     for item in args.modules:
         name, _, path = (part.strip() for part in item.partition("="))
         taken = {m if isinstance(m, str) else m.name for m in methods} | {"prompt-only"}
@@ -676,7 +655,7 @@ def command(args) -> int:
     if args.n < 1 or args.first < 0:
         raise SystemExit("--n must be at least 1 and --first at least 0")
     results = run_bench(args.n, args.steps, kinds, grid_dir=args.grid, overrides=overrides, methods=methods,
-                        weights=weights, first=args.first)
+                        first=args.first)
     return publish(results, table(results), args.json_path)
 
 
