@@ -227,9 +227,10 @@ def value_fn_as_statement(name: str, returns: str | None, span: Span) -> Diagnos
                       notes=("only constraint macros (`fn f(…) { … }`) can stand alone as statements",))
 
 
-def source_as_value(name: str, span: Span) -> Diagnostic:
+def source_as_value(name: str, span: Span, fn: str = "centroid") -> Diagnostic:
     return Diagnostic("E047", f"`{name}` is a source, not a value", span,
-                      hint=f"read a property from it: `centroid[{name}](o)`" + (" or `centroid₀(o)`" if name == "orig" else ""))
+                      hint=f"read a property from it: `{fn}[{name}](o)`" + (f" or `{fn}₀(o)`" if name == "orig" else ""),
+                      notes=("as a value, a source can only be passed to a parameter of type Image",))
 
 
 def source_on_macro(name: str, span: Span) -> Diagnostic:

@@ -260,7 +260,7 @@ class Inferer:
                 if ptype is None:
                     ok = False
                 elif found != ptype and isinstance(arg, ast.Name) and arg.id in RESERVED_SOURCES:
-                    self.diags.append(errors.source_as_value(arg.id, arg.span))
+                    self.diags.append(errors.source_as_value(arg.id, arg.span, e.func))
                     ok = False
                 elif found != ptype:
                     declared = None if info.module.stdlib else param.span
