@@ -681,3 +681,14 @@ def test_an_object_passed_for_an_image_parameter():
 def test_an_unknown_source_is_still_reported_inside_a_function():
     d = only(HEAD + "fn f(o: Object) { size(o) = size[rr](o) }\nf(dog)\n")
     assert d.code == "E032"
+
+
+def test_the_readme_program_checks():
+    """The language tour in README.md is a program that passes the checker and lowers (its
+    image paths are not looked for: no base folder)."""
+    from sgl.compiler import check_source
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```sgl\n") + len("```sgl\n")
+    program = check_source(text[start:text.index("```", start)], file="<readme>")
+    assert len(program.terms) >= 6
