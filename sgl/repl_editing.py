@@ -140,6 +140,7 @@ def scan_names(entry: str) -> dict[str, list[str]]:
 
 
 _WORD_AT_END = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_IMAGE_PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*:\s*Image\b")  # `r: Image` in the entry: a source too
 
 
 def completions(session: Session, before_cursor: str) -> tuple[str, list[str]]:
@@ -163,7 +164,7 @@ def completions(session: Session, before_cursor: str) -> tuple[str, list[str]]:
     for key, more in scan_names(before_cursor).items():
         names[key] = [*names[key], *more]
     if re.search(r"[A-Za-z0-9_]\[$", head):
-        return word, _starting(word, ["orig", *names["images"]])
+        return word, _starting(word, ["orig", *names["images"], *_IMAGE_PARAM.findall(before_cursor)])
     if re.search(r"(^|[\s;])use\s+$", head):
         return word, _starting(word, stdlib_modules())
     if re.search(r"\bfn\s+[A-Za-z_]\w*\s*\([^)]*:\s*$|->\s*$|List\[$", head):

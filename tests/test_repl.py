@@ -232,6 +232,8 @@ def test_completion_offers_user_definitions_and_sources(session):
     assert "Vec2" in completions(session, "fn f(a: Ve")[1]
     # names defined earlier in the same unfinished entry count too
     assert "mine" in completions(session, "let mine = 2\nmi")[1]
+    # an Image parameter of the function being written names a source inside it
+    assert set(completions(session, "fn f(o: Object, src: Image) {\n  size(o) = size[")[1]) == {"orig", "ref", "src"}
 
 
 def test_completion_inside_type_command(session):
