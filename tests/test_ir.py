@@ -523,5 +523,10 @@ def test_a_parameter_shadows_an_image_of_the_same_name():
 
 
 def test_an_image_parameter_whose_caption_lacks_the_object_is_a_lowering_error():
-    assert error_codes('image ref = generate "a blue car" seed 3\n'
-                       "fn take(o: Object, r: Image) { size(o) = size[r](o) }\ntake(dog, ref)\n") == ["E101"]
+    """E101 points at the read inside the function and labels the statement that passed the image."""
+    with pytest.raises(SGLError) as info:
+        check_source(PROMPT + 'image ref = generate "a blue car" seed 3\n'
+                     "fn take(o: Object, r: Image) { size(o) = size[r](o) }\ntake(dog, ref)\n", file="t.sgl")
+    (d,) = info.value.errors
+    assert d.code == "E101" and d.span.line == 3
+    assert [(label.span.line, label.message) for label in d.labels] == [(4, "`ref` is passed here")]

@@ -20,7 +20,8 @@ def _origin(call: Span | None, span: Span | None, what: str) -> tuple[Label, ...
 
 
 def object_not_in_source(name: str, words: Sequence[str], missing: str, source: str, prompt: str,
-                         shared: Sequence[str], span: Span | None, read_at: Span | None = None) -> Diagnostic:
+                         shared: Sequence[str], span: Span | None, read_at: Span | None = None,
+                         called_at: Span | None = None) -> Diagnostic:
     phrase = " ".join(words)
     where = "the prompt" if source == "self" else f"the prompt of `{source}`"
     if shared:
@@ -32,7 +33,8 @@ def object_not_in_source(name: str, words: Sequence[str], missing: str, source: 
         "E101", f"`{missing}` is not a word of {where}", span, hint=hint,
         notes=(f"`{source}` is generated from \"{prompt}\": only its words have attention maps"
                + (f", and `{name}` stands for \"{phrase}\"" if phrase != name else ""),),
-        labels=_origin(read_at, span, f"`{name}` is read from `{source}` here"))
+        labels=_origin(read_at, span, f"`{name}` is read from `{source}` here")
+        + _origin(called_at, span, f"`{source}` is passed here"))
 
 
 def recursive_call(chain: Sequence[str], span: Span | None) -> Diagnostic:

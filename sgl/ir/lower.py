@@ -65,6 +65,7 @@ class _Ctx:
     env: Mapping[str, Value]
     source: str = SELF
     source_at: Span | None = None
+    source_param: bool = False   # the source was named by a variable (an Image parameter, …)
     call_site: Span | None = None
     stmt_site: Span | None = None
     outer: ast.Stmt | None = None
@@ -276,7 +277,8 @@ class _Lowerer:
             return self.compile_time_list(call, ctx)
         args = tuple(self.expr(a, ctx) for a in call.args)  # in the caller's source
         if call.source is not None:
-            ctx = attrs.evolve(ctx, source=self.source(call.source.name, ctx), source_at=call.span)
+            ctx = attrs.evolve(ctx, source=self.source(call.source.name, ctx), source_at=call.span,
+                               source_param=call.source.name in ctx.env or call.source.name in self.checked.lets)
         fn = self.function(call.func)
         if fn.extern:
             return self.intrinsic(call, fn, args, ctx)
@@ -330,8 +332,12 @@ class _Lowerer:
             prompt = info.prompt if info is not None else self.prompt
             read_at = ctx.source_at if ctx.source_at is not None and self.is_user(ctx.source_at) else None
             shared = [w for w in obj.words if w in known]
+            span = ctx.call_site or ctx.stmt_site
+            # a source that came in through a parameter: show the statement that passed it
+            outer = ctx.outer.span if ctx.outer is not None and ctx.source_param else None
+            called_at = outer if outer is not None and span is not None and not _within(span, outer) else None
             raise _Failed(errors.object_not_in_source(obj.name, obj.words, missing, ctx.source, prompt, shared,
-                                                      ctx.call_site or ctx.stmt_site, read_at))
+                                                      span, read_at, called_at))
 
     # ------------------------------------------------------------------------- functions
 
@@ -423,3 +429,8 @@ def lower(checked: CheckedProgram, optimize: bool = True) -> EnergyProgram:
         objects=dict(lowerer.objects), warnings=tuple(found), texts=dict(checked.texts),
         file=checked.file, optimized=False, setting_spans=dict(checked.setting_spans))
     return passes.optimize(program) if optimize else program
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    """`inner` lies inside `outer` (same file)."""
+    return inner.file == outer.file and outer.start <= inner.start and inner.end <= outer.end
