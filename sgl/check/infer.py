@@ -8,9 +8,8 @@ returns None and its parents stay silent, so one mistake gives one error.
 from __future__ import annotations
 
 from sgl.check import errors
-from sgl.check.resolve import FnInfo, Resolver, is_macro
+from sgl.check.resolve import RESERVED_SOURCES, FnInfo, Resolver, is_macro
 from sgl.check.scope import Binding
-from sgl.check.resolve import RESERVED_SOURCES
 from sgl.check.types import FEATURES, IMAGE, MAP, SCALAR, STRING, VEC2, VECTOR, Type, list_of
 from sgl.diagnostics import Diagnostic
 from sgl.syntax import ast

@@ -407,7 +407,7 @@ class Resolver:
         (a parameter `r: Image`, a `for` variable, a `let`), innermost first."""
         name = e.source.name
         binding = scope.lookup(name)
-        if binding is not None and binding.kind in ("param", "for", "let", "global_let"):
+        if binding is not None and (binding.is_local or binding.kind == "global_let"):
             self.source_refs[id(e)] = binding
             if binding.kind == "global_let" and self._current is not None:
                 self.edges[self._current].add(("let", name))

@@ -250,15 +250,12 @@ class _Lowerer:
             return info
         raise LoweringBug(f"unresolved name `{name}`")
 
-    def source(self, name: str, ctx: _Ctx) -> str:
-        """The run a call's source names: a declared image or `orig`, or the one an Image
-        variable holds (a parameter, a `for` variable, a `let`)."""
-        if name in ctx.env or name in self.checked.lets:
-            info = self.name(name, ctx)
-            if not isinstance(info, SourceInfo):
-                raise LoweringBug(f"source `{name}` holds {info!r}, not an image")
-            return info.name
-        return name
+    def held_source(self, name: str, ctx: _Ctx) -> str:
+        """The run an Image variable (a parameter, a `for` variable, a `let`) holds."""
+        info = self.name(name, ctx)
+        if not isinstance(info, SourceInfo):
+            raise LoweringBug(f"source `{name}` holds {info!r}, not an image")
+        return info.name
 
     def let(self, name: str) -> Value:
         """A top-level `let`, lowered once, on first use, in a scope of its own."""
@@ -277,8 +274,10 @@ class _Lowerer:
             return self.compile_time_list(call, ctx)
         args = tuple(self.expr(a, ctx) for a in call.args)  # in the caller's source
         if call.source is not None:
-            ctx = attrs.evolve(ctx, source=self.source(call.source.name, ctx), source_at=call.span,
-                               source_param=call.source.name in ctx.env or call.source.name in self.checked.lets)
+            name = call.source.name
+            held = name in ctx.env or name in self.checked.lets   # a variable holding an Image
+            ctx = attrs.evolve(ctx, source=self.held_source(name, ctx) if held else name, source_at=call.span,
+                               source_param=held)
         fn = self.function(call.func)
         if fn.extern:
             return self.intrinsic(call, fn, args, ctx)
