@@ -375,3 +375,53 @@ def test_step_alphas_are_the_ones_the_scheduler_steps_between(tiny_sd, spacing):
                 assert torch.allclose(moved, a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps, atol=1e-4)
             else:  # DDPM's posterior mean, at the same two alphas
                 assert 0 < a_t <= a_prev <= 1
+
+
+def _features_seen(pipe, feature_prompt="guided", **kwargs):
+    """The `ref` and guided features the energy saw at each step."""
+    seen = []
+
+    def energy(step, recorded):
+        seen.append((recorded["ref"].feats["up_blocks.0"].clone(), recorded[SELF].feats["up_blocks.0"].detach().clone(),
+                     dict(recorded["ref"].attn)))
+        return EnergyOut((recorded[SELF].feats["up_blocks.0"] - recorded["ref"].feats["up_blocks.0"]).abs().mean())
+
+    result = sample(pipe, prompt=PROMPT, seed=3, steps=STEPS, cfg=7.5, strength=10.0, energy=energy,
+                    features=["default"], feature_prompt=feature_prompt, **kwargs)
+    return seen, result
+
+
+def test_a_reference_with_another_prompt_has_its_features_read_under_the_guided_prompt(tiny_sd):
+    """Same seed, other prompt: at step 0 the reference's latent is the guided run's, so under
+    the guided prompt its features are the guided row's own; under its own prompt they differ
+    (the text moves the features). Its attention still comes from its own prompt's words."""
+    ref = SourceSpec("ref", "a red car and a dog", seed=3, tokens={"car": "car"}, features=["default"])
+    under_guided, result = _features_seen(tiny_sd, sources=[ref])
+    under_own, _ = _features_seen(tiny_sd, "own", sources=[ref])
+    ref_feat, self_feat, attn = under_guided[0]
+    assert (ref_feat - self_feat).abs().max() < 1e-4
+    own_feat = under_own[0][0]
+    assert (own_feat - self_feat).abs().max() > 100 * (ref_feat - self_feat).abs().max()
+    assert set(attn) == {"car"} and torch.equal(attn["car"], under_own[0][2]["car"])
+    # the reference itself samples as before: the extra row only reads features
+    assert (result.sources["ref"].latents - _pipe_latents(tiny_sd, "a red car and a dog", seed=3)).abs().max() < 1e-4
+
+
+def test_a_cached_reference_reads_its_features_under_the_new_guided_prompt(tiny_sd):
+    """The cache keeps a run's own-prompt features and its model inputs: a later program with
+    another prompt reads the features under its own prompt from them, without sampling the
+    reference again, and sees what an uncached run sees."""
+    other = "a red car and a dog"
+    first = sample(tiny_sd, prompt=other, seed=5, steps=STEPS, cfg=7.5, cache_sources=True,
+                   sources=[SourceSpec("orig", other, seed=5, tokens={"car": "car"}, features=["default"])])
+    cached = first.sources["orig"]
+    assert len(cached.inputs) == STEPS
+    spec = dict(name="ref", prompt=other, seed=5, tokens={"car": "car"}, features=["default"])
+    fresh, _ = _features_seen(tiny_sd, sources=[SourceSpec(**spec)])
+    reused, result = _features_seen(tiny_sd, sources=[SourceSpec(**spec, cached=cached)])
+    assert result.sources["ref"].recorded is cached.recorded
+    for (f_ref, _, f_attn), (r_ref, _, r_attn) in zip(fresh, reused):
+        assert (f_ref - r_ref).abs().max() < 1e-4
+        assert (f_attn["car"] - r_attn["car"]).abs().max() < 1e-5
+    # what the cache holds stays under the run's own prompt
+    assert (cached.recorded[1].feats["up_blocks.0"] - fresh[1][0]).abs().max() > 1e-3

@@ -209,6 +209,18 @@ def test_shipped_attention_covers_its_object_not_only_a_peak_inside_it():
     assert out["t200"]["corr_log_soft_size_log_area"] > 0.8
 
 
+def test_dropping_the_colour_words_moves_an_objects_features_about_as_far_as_a_colour_change():
+    """Why the runtime reads a reference's features under the guided prompt (sampler.py): on
+    the shipped weights an object's pooled features move more, when its caption loses its
+    colour word, than red lies from orange (MODEL_CARD.md, docs/benchmarks.md session 13)."""
+    from sgl.models.shapes import measure
+
+    out = measure.feature_caption_shift(measure.load(), n=24, t_values=(500,))
+    at = out["t500"]
+    assert out["n_objects"] == 48 and at["spread"] > 0
+    assert at["shift"] > at["red_orange"] and at["shift_over_spread"] > 0.5
+
+
 def test_trainer_init_from_a_folder_that_is_not_a_model_is_a_usage_error(tmp_path, capsys):
     from sgl.models.shapes.train import main
 

@@ -37,6 +37,8 @@ from sgl.runtime.profiles import resolve_feature_layers, select_attention_layers
 from sgl.runtime.tokens import pipeline_token_columns
 
 SELF = "self"  # the guided run's name in `recorded` (matches sgl.check.program.SELF)
+FEATURE_ROW = "features"  # the slot of a source's row that reads its features under the guided prompt
+FEATURE_PROMPTS = ("guided", "own")  # under which prompt a source's features are read
 
 TokenRequest = Mapping[Hashable, "str | Sequence[int]"]  # key → phrase of the run's prompt, or columns
 
@@ -134,6 +136,7 @@ class SourceRun:
     latents: torch.Tensor
     recorded: list[Recorded | None] = field(default_factory=list)
     settings: tuple = ()
+    inputs: list = field(default_factory=list)  # the model input of each step (kept with `recorded`)
 
 
 @dataclass
@@ -221,7 +224,11 @@ class _Run:
     cached: SourceRun | None = None
     settings: tuple = ()
     records: list[Recorded | None] = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)  # model inputs of the cond row, when cached
     prompt: str = ""
+    # when set, the features are read from a row of their own under this conditioning (the
+    # guided run's), not under the source's prompt: see `_Sampler._read_features_under_prompt`
+    feature_cond: _Cond | None = None
 
     def records_at(self, step: StepInfo) -> bool:
         return bool(self.tokens or self.features) and (self.when is None or self.when(step))
@@ -331,8 +338,11 @@ class _Sampler:
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
                  recurrence, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
-                 start_latents, observe, prompt_span):
+                 start_latents, observe, prompt_span, feature_prompt="guided"):
         self.pipe, self.info = pipe, info
+        if feature_prompt not in FEATURE_PROMPTS:
+            raise ValueError(f"feature_prompt must be one of {FEATURE_PROMPTS}, not {feature_prompt!r}")
+        self.feature_prompt = feature_prompt
         self.unet = pipe.unet
         self.steps, self.cfg, self.size = int(steps), float(cfg), size
         self.strength, self.energy, self.guide_when = float(strength), energy, guide_when
@@ -405,12 +415,28 @@ class _Sampler:
         seed = self.seed if spec.seed is None else spec.seed
         run = self._make_generated(spec.name, "generate", spec.prompt, negative, seed, spec.tokens,
                                    spec.features, spec.when, spec.span)
+        self._read_features_under_prompt(run)
         if spec.cached is not None and self._cache_fits(spec.cached, run):
             run.kind, run.cached = "cached", spec.cached
         return run
 
+    def _read_features_under_prompt(self, run: _Run) -> None:
+        """Read a source's features under the guided run's prompt when its own prompt differs.
+
+        A layer's activations carry the text they were computed under: with the `shapes`
+        model the same object at the same noisy latent moves as far in feature space when its
+        colour word is dropped from the caption as one colour lies from another
+        (docs/benchmarks.md, session 13). An appearance copied from a reference drawn under
+        another caption then asks the guided run to imitate that caption, not the look.
+        Running the source's latent once more under the guided prompt (features only; its
+        attention still comes from its own prompt, whose words it names) makes the two
+        comparable, as they are for the original run, which shares the guided prompt."""
+        if run.features and self.feature_prompt == "guided" and run.prompt != self.guided.prompt:
+            run.feature_cond = self.guided.cond
+
     def _cache_fits(self, cached: SourceRun, run: _Run) -> bool:
-        return cached.settings == run.settings and len(cached.recorded) == self.num_steps
+        inputs_ok = run.feature_cond is None or len(cached.inputs) == self.num_steps
+        return cached.settings == run.settings and len(cached.recorded) == self.num_steps and inputs_ok
 
     def _make_inverted(self, spec: SourceSpec) -> _Run:
         traj = spec.trajectory
@@ -422,8 +448,10 @@ class _Sampler:
         columns = self._columns(traj.caption, spec.tokens, spec.span)
         layers = resolve_feature_layers(self.unet, spec.features, self.info.profile, span=spec.span) if spec.features else ()
         cond, _ = encode_text(self.pipe, self.info.family, traj.caption, None, 1.0, self.size)
-        return _Run(spec.name, "inverted", cond=cond, tokens=columns, features=layers, when=spec.when,
-                    trajectory=traj, prompt=traj.caption)
+        run = _Run(spec.name, "inverted", cond=cond, tokens=columns, features=layers, when=spec.when,
+                   trajectory=traj, prompt=traj.caption)
+        self._read_features_under_prompt(run)
+        return run
 
     # -- one step ------------------------------------------------------------------------------------
 
@@ -456,12 +484,19 @@ class _Sampler:
         """One batch for every row without gradient. Returns eps rows by (name, "u"/"c") and
         what the sources (and, when `record_guided`, the guided conditional row) recorded."""
         rows, slots, requests = [], [], []
+        self._own_records: dict[str, Recorded] = {}  # sources' own-prompt recordings, for the cache
 
-        def add(run: _Run, which: str, latent: torch.Tensor, cond: _Cond, record: bool):
+        def add(run: _Run, which: str, latent: torch.Tensor, cond: _Cond, record: bool, features=None):
             if record:
-                requests.append(SourceRows(run.name, [len(rows)], run.tokens, run.features))
+                requests.append(SourceRows(run.name, [len(rows)], run.tokens,
+                                           run.features if features is None else features))
             slots.append((run.name, which))
             rows.append((latent, cond))
+
+        def add_feature_row(run: _Run, latent: torch.Tensor):
+            requests.append(SourceRows((run.name, FEATURE_ROW), [len(rows)], {}, run.features))
+            slots.append((run.name, FEATURE_ROW))
+            rows.append((latent, run.feature_cond))
 
         g = self.guided
         g_in = g.scheduler.scale_model_input(g.latents, timestep)
@@ -470,18 +505,34 @@ class _Sampler:
         if guided_cond_here:
             add(g, "c", g_in, g.cond, record_guided and g.records_at(step))
         for run in self.sources:
+            record = run.records_at(step)
+            # the cache keeps a run's features under its own prompt, whatever this program reads
+            own_features = run.feature_cond is None or self.cache_sources
             if run.kind == "generate":
                 src_in = run.scheduler.scale_model_input(run.latents, timestep)
                 if run.uncond is not None:
                     add(run, "u", src_in, run.uncond, False)
-                add(run, "c", src_in, run.cond, run.records_at(step))
+                add(run, "c", src_in, run.cond, record, None if own_features else ())
+                if self.cache_sources:
+                    run.inputs.append(src_in.detach())
             elif run.kind == "inverted":
-                latent = run.trajectory.latents[step.index].to(device=g.latents.device, dtype=g.latents.dtype)
-                add(run, "c", latent, run.cond, run.records_at(step))
+                src_in = run.trajectory.latents[step.index].to(device=g.latents.device, dtype=g.latents.dtype)
+                add(run, "c", src_in, run.cond, record, None if own_features else ())
+            elif run.kind == "cached" and run.feature_cond is not None:
+                src_in = run.cached.inputs[step.index].to(device=g.latents.device, dtype=g.latents.dtype)
+            else:
+                continue
+            if record and run.feature_cond is not None:
+                add_feature_row(run, src_in)
         if not rows:
             return {}, {}
         with torch.no_grad():
             eps, recorded = self._forward(recorder, rows, timestep, requests)
+        for key in [k for k in recorded if isinstance(k, tuple)]:  # the feature rows replace the features
+            name, fresh = key[0], recorded.pop(key)
+            own = recorded.get(name, Recorded())
+            self._own_records[name] = own
+            recorded[name] = Recorded(own.attn, {**own.feats, **fresh.feats})
         return {slot: eps[i:i + 1] for i, slot in enumerate(slots)}, recorded
 
     def _guided_pass(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded],
@@ -538,15 +589,17 @@ class _Sampler:
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
 
-    def _cached_records(self, step: StepInfo, device) -> dict[str, Recorded]:
+    def _cached_records(self, step: StepInfo, device, fresh: Mapping[str, Recorded]) -> dict[str, Recorded]:
+        """The cached sources' recordings at `step`; features read this step under the guided
+        prompt (`fresh`) replace the cached ones."""
         out = {}
         for run in self.sources:
             if run.kind == "cached" and run.records_at(step):
                 rec = run.cached.recorded[step.index]
                 if rec is None:
                     raise SGLError.single("E227", f"the cached run `{run.name}` has nothing recorded at step {step.index}")
-                out[run.name] = Recorded({k: v.to(device) for k, v in rec.attn.items()},
-                                         {k: v.to(device) for k, v in rec.feats.items()})
+                feats = fresh[run.name].feats if run.name in fresh else {k: v.to(device) for k, v in rec.feats.items()}
+                out[run.name] = Recorded({k: v.to(device) for k, v in rec.attn.items()}, dict(feats))
         return out
 
     def _advance(self, run: _Run, eps_u, eps_c, timestep, extra=None) -> None:
@@ -562,7 +615,7 @@ class _Sampler:
         record = StepTrace(index, step.timestep, step.sigma)
         eps, recorded = self._no_grad_pass(recorder, step, timestep, guided_cond_here=not guided_now,
                                            record_guided=observe_now or step.index in self.keep_steps)
-        recorded.update(self._cached_records(step, self.guided.latents.device))
+        recorded.update(self._cached_records(step, self.guided.latents.device, recorded))
         self._keep(step, recorded)
         grad = None
         if guided_now:
@@ -578,7 +631,7 @@ class _Sampler:
             if run.kind == "generate":
                 self._advance(run, eps.get((run.name, "u")), eps[(run.name, "c")], timestep)
             if run.kind == "generate" and self.cache_sources:
-                rec = recorded.get(run.name)
+                rec = self._own_records.get(run.name, recorded.get(run.name))
                 run.records.append(rec.detached() if rec is not None else None)
         self.trace.append(record)
 
@@ -648,7 +701,8 @@ class _Sampler:
         images = decode_latents(self.pipe, latents)
         sources = {}
         for run, image in zip(runs, images[1:]):
-            sources[run.name] = SourceRun(run.name, image, run.latents.detach(), run.records, run.settings)
+            sources[run.name] = SourceRun(run.name, image, run.latents.detach(), run.records, run.settings,
+                                          run.inputs)
         for run in self.sources:
             if run.kind == "cached":  # possibly recorded under another program's name for it
                 cached = run.cached
@@ -720,7 +774,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
            loss_scale: float | None = None, progress: bool = False,
            keep_steps: Collection[int] = (), cache_sources: bool = False,
            start_latents: torch.Tensor | None = None, observe: bool = False,
-           info: ModelInfo | None = None, prompt_span: Span | None = None) -> SampleResult:
+           info: ModelInfo | None = None, prompt_span: Span | None = None,
+           feature_prompt: str = "guided") -> SampleResult:
     """Sample the guided run (prompt/negative/seed) with self-guidance, alongside `sources`.
 
     `tokens`/`features`: what the guided run records for the energy (token group key → phrase of
@@ -755,7 +810,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
                            checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
-                           keep_steps=keep_steps, cache_sources=cache_sources,
+                           keep_steps=keep_steps, cache_sources=cache_sources, feature_prompt=feature_prompt,
                            start_latents=start_latents, observe=observe, prompt_span=prompt_span)
         return sampler.run()
     except RuntimeError as exc:

@@ -439,6 +439,64 @@ def attention_extent(pipe, n=96, t_values=(200, 400, 600), seed0=MEASURE_SEED0 +
     return out
 
 
+def feature_caption_shift(pipe, layer="up_blocks.1", n=64, t_values=(700, 500, 300), seed0=MEASURE_SEED0 + 3000):
+    """How far an object's pooled features move when its caption drops the colour words,
+    against how far apart the colours lie. Rendered two-object scenes noised to t: the
+    activations of `layer` (the profile's feature layer) mean-pooled over each object's mask,
+    once under the full caption and once under the caption without colour words (the
+    benchmark's edit prompts). `shift` is the mean |full − colourless| of one object (same
+    latent, same colour), `spread` the mean |m_c − m_c'| between the colourless means of two
+    colours, `red_orange` and `blue_purple` those of the closest pairs (mean absolute difference
+    per channel, the measure of the appearance energy). A shift as large as the spread means an
+    appearance read under another caption asks the guided run to imitate the caption as much as
+    the colour; the runtime reads a reference's features under the guided prompt for this."""
+    import torch
+    import torch.nn.functional as F
+
+    from .train import pixels, tokenize
+
+    unet, te, tok, vae, sched = pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.vae, pipe.scheduler
+    scenes = [data.render_scene(seed0 + i, n_objects=2) for i in range(n)]
+    captions = {"full": [s.caption for s in scenes],
+                "colourless": [data.caption_of([o.vaguer(size=False, colour=True) for o in s.objects]) for s in scenes]}
+    module = dict(unet.named_modules())[layer]
+    seen: list = []
+    handle = module.register_forward_hook(lambda m, i, o: seen.append(o[0] if isinstance(o, tuple) else o))
+    out = {"layer": layer, "n_objects": 2 * n}
+    try:
+        with torch.no_grad():
+            lat = vae.encode(pixels(np.stack([s.image for s in scenes]))).latent_dist.mode() * vae.config.scaling_factor
+            enc = {k: te(tokenize(tok, c, tok.model_max_length))[0] for k, c in captions.items()}
+            for t in t_values:
+                noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(seed0 + t))
+                tt = torch.full((n,), t, dtype=torch.long)
+                noisy = sched.add_noise(lat, noise, tt)
+                pooled = {}
+                for k in captions:
+                    seen.clear()
+                    unet(noisy, tt, enc[k])
+                    f = seen[-1].float()
+                    rows = []
+                    for j, sc in enumerate(scenes):
+                        for o in sc.objects:
+                            m = F.adaptive_avg_pool2d(torch.from_numpy(o.mask).float()[None, None], f.shape[-2:])[0, 0]
+                            rows.append(((f[j] * m).sum((1, 2)) / m.sum().clamp_min(1e-6)).numpy())
+                    pooled[k] = np.stack(rows)
+                colours = np.array([o.colour for sc in scenes for o in sc.objects])
+                means = {c: pooled["colourless"][colours == c].mean(0) for c in data.COLOURS if (colours == c).any()}
+
+                def apart(a, b):
+                    return float(np.abs(means[a] - means[b]).mean()) if a in means and b in means else float("nan")
+
+                pairs = [apart(a, b) for a in means for b in means if a < b]
+                shift = float(np.abs(pooled["full"] - pooled["colourless"]).mean())
+                out[f"t{t}"] = {"shift": shift, "spread": float(np.mean(pairs)), "shift_over_spread": shift / float(np.mean(pairs)),
+                                "red_orange": apart("orange", "red"), "blue_purple": apart("blue", "purple")}
+    finally:
+        handle.remove()
+    return out
+
+
 def timing(pipe, steps=50, repeats=3, threads=2):
     import torch
 
@@ -465,19 +523,33 @@ def main(argv=None):
     p.add_argument("--grid", default=None, help="save a PNG grid of the samples")
     p.add_argument("--json", default=None)
     p.add_argument("--no-timing", action="store_true")
+    p.add_argument("--only", default=None, choices=sorted(ONLY), help="run one measurement")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     pipe = load(a.model)
+    if a.only:
+        _report({a.only: ONLY[a.only](pipe)}, a.json)
+        return
     res = quality(pipe, a.n, a.steps, a.cfg, save_grid=a.grid)
     res["open_captions"] = open_caption_quality(pipe, a.n, a.steps, a.cfg)
     res["size_readout"] = size_readout(pipe, a.n, a.steps, a.cfg)
     res["attention_extent"] = attention_extent(pipe)
+    res["feature_caption_shift"] = feature_caption_shift(pipe)
     if not a.no_timing:
         res["timing"] = timing(pipe, a.steps, threads=a.threads)
+    _report(res, a.json)
+
+
+def _report(res: dict, path: str | None) -> None:
+    from sgl.files import write_text_atomic
+
     print(json.dumps(res, indent=1))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    if path:
+        write_text_atomic(path, json.dumps(res, indent=1))
+
+
+# measurements that `--only NAME` runs alone (the slow sampling ones need the full run)
+ONLY = {"attention_extent": attention_extent, "feature_caption_shift": feature_caption_shift}
 
 
 if __name__ == "__main__":
