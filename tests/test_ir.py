@@ -93,6 +93,19 @@ def test_requirements_features_sources_and_windows():
     assert needs["self"].windows == ((0.0, 0.3), (0.5, 0.9))
 
 
+def test_colour_reads_the_clean_latent_estimate_of_each_source():
+    """`colour(o)` pools `latent()` (x̂₀), a read of its own: the runtime computes it, no layer."""
+    program = ir('image ref = generate "a blue car in the snow" seed 3\n'
+                 "colour(dog) = colour[ref](car)\n")
+    needs = program.requirements.sources
+    assert needs["ref"].features == {"latent"} and needs["self"].features == {"latent"}
+    assert needs["ref"].objects == {("car",)}
+    text = format_ir(program)
+    assert "latent[self]()" in text and "latent[ref]()" in text and "feat[" not in text
+    nodes = format_ir_json(program)["nodes"]
+    assert {n["arg"]["source"] for n in nodes if n["op"] == "latent"} == {"self", "ref"}
+
+
 def test_layers_setting_reaches_requirements():
     program = ir('layers "up_blocks.1"\nsize(dog) = 0.2\n')
     assert program.requirements.layers == "up_blocks.1"

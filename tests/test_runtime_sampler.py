@@ -425,3 +425,49 @@ def test_a_cached_reference_reads_its_features_under_the_new_guided_prompt(tiny_
         assert (f_attn["car"] - r_attn["car"]).abs().max() < 1e-5
     # what the cache holds stays under the run's own prompt
     assert (cached.recorded[1].feats["up_blocks.0"] - fresh[1][0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_clean_latent_inverts_the_forward_process(prediction_type):
+    from sgl.runtime.sampler import clean_latent
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    alpha = 0.3
+    z = alpha ** 0.5 * x0 + (1 - alpha) ** 0.5 * eps
+    output = {"epsilon": eps, "v_prediction": alpha ** 0.5 * eps - (1 - alpha) ** 0.5 * x0, "sample": x0}[prediction_type]
+    assert torch.allclose(clean_latent(z, output, alpha, prediction_type), x0, atol=1e-5)
+
+
+def test_latent_is_the_estimate_the_ddim_step_moves_towards(tiny_sd):
+    """`latent()` of a source, checked against the scheduler itself: without CFG a DDIM step is
+    z' = √ᾱ'·x̂₀ + √(1 − ᾱ')·ε̂ with ε̂ = (z − √ᾱ·x̂₀)/√(1 − ᾱ), so consecutive model inputs give
+    x̂₀ back without the formula under test. The guided row's x̂₀ carries a gradient (the recorder
+    does not cut autograd before the UNet's output) and guidance lowers its energy."""
+    from sgl.ir.ops import LATENT
+    from sgl.runtime.sampler import step_alphas
+
+    seen, differentiable = [], []
+
+    def energy(step, recorded):
+        seen.append(recorded["orig"].feats[LATENT].clone())
+        x0 = recorded[SELF].feats[LATENT]
+        differentiable.append(x0.requires_grad)
+        return EnergyOut((x0 - 1.0).abs().mean(), {"x0": float((x0 - 1.0).abs().mean().detach())})
+
+    steps = 4
+    result = sample(tiny_sd, prompt=PROMPT, seed=3, steps=steps, cfg=1.0, strength=3.0, gradient="unit",
+                    energy=energy, features=[LATENT], cache_sources=True,
+                    sources=[SourceSpec("orig", PROMPT, features=[LATENT])])
+    assert differentiable == [True] * steps
+    inputs = result.sources["orig"].inputs
+    sched = copy.deepcopy(tiny_sd.scheduler)
+    sched.set_timesteps(steps)
+    for i in range(steps - 1):
+        a, a_prev = step_alphas(sched, sched.timesteps[i])
+        c = ((1 - a_prev) / (1 - a)) ** 0.5
+        x0 = (inputs[i + 1] - c * inputs[i]) / (a_prev ** 0.5 - c * a ** 0.5)
+        assert (seen[i] - x0).abs().max() < 1e-3 * (1 + x0.abs().max())
+    unguided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=steps, cfg=1.0, energy=energy, strength=0.0,
+                      features=[LATENT], observe=True, sources=[SourceSpec("orig", PROMPT, features=[LATENT])])
+    assert result.trace[-1].terms["x0"] < unguided.trace[-1].terms["x0"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from sgl.ir.nodes import Node
+from sgl.ir.ops import READS
 
 
 def toposort(roots: Iterable[Node]) -> list[Node]:
@@ -31,4 +32,4 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
 
 def reads(root: Node) -> list[Node]:
     """The `attn`/`feat` leaves under `root`, in walk order."""
-    return [n for n in toposort([root]) if n.op in ("attn", "feat")]
+    return [n for n in toposort([root]) if n.op in READS]

@@ -126,6 +126,13 @@ def feat(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
     return recorded.to(dtype)
 
 
+@intrinsic("latent")
+def latent(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+    """The model's estimate of the clean latent [B, C, h, w] at this step (the runtime computes
+    it from the row's input and output: `sampler.clean_latent`)."""
+    return recorded.to(dtype)
+
+
 @intrinsic("const")
 def const(*, arg, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A Scalar (arg: number) as [1] or a Vec2 (arg: (x, y)) as [1, 2]."""
@@ -389,7 +396,7 @@ def l2(a, b):
 RANK = {"Scalar": 0, "Vec2": 1, "Vector": 1, "Map": 2, "Features": 3}
 BROADCASTING = frozenset({"add", "sub", "mul", "div"})
 CONTEXT = frozenset({"arg", "grid", "dtype", "device"})
-READS = frozenset({"attn", "feat"})
+READS = frozenset({"attn", "feat", "latent"})
 
 
 @dataclass

@@ -103,6 +103,7 @@ class Recorder:
         self._attn_store: dict[str, dict[str, torch.Tensor]] = {}
         self._feat_store: dict[str, dict[str, torch.Tensor]] = {}
         self._pending: set[str] = set()
+        self._whole = False
         self._recomputable = False
         self._originals: dict[str, object] = {}
         self._handles: list = []
@@ -142,9 +143,11 @@ class Recorder:
 
     # -- per forward ----------------------------------------------------------------------------
 
-    def expect(self, sources: Sequence[SourceRows], latent_hw: tuple[int, int], device=None) -> None:
+    def expect(self, sources: Sequence[SourceRows], latent_hw: tuple[int, int], device=None, *,
+               whole: bool = False) -> None:
         """Declare what the next forward records. Sources with nothing to record are dropped;
-        with nothing at all the forward takes the original fast path everywhere."""
+        with nothing at all the forward takes the original fast path everywhere. `whole`: the
+        caller differentiates the forward's output too, so autograd is never cut."""
         unknown = {f for s in sources for f in s.features} - set(self.feature_layers)
         if unknown:
             raise ValueError(f"feature layers {sorted(unknown)} are not hooked by this recorder")
@@ -157,6 +160,7 @@ class Recorder:
         self._pending = (set(self.attn_layers) if wants_attn else set()).union(
             *(p.features for p in self._plans))
         self._open = bool(self._plans)
+        self._whole = whole
         self._recomputable = torch.is_grad_enabled()
 
     def _plan(self, source: SourceRows, device) -> _Plan:
@@ -197,7 +201,7 @@ class Recorder:
 
     def _mark_done(self, layer: str) -> None:
         self._pending.discard(layer)
-        if self.cut_autograd and not self._pending and torch.is_grad_enabled():
+        if self.cut_autograd and not self._whole and not self._pending and torch.is_grad_enabled():
             torch.set_grad_enabled(False)
 
     def forward_scope(self):

@@ -31,6 +31,7 @@ import torch
 from sgl.check.settings import GRADIENTS
 from sgl.runtime.balance import Balancer
 from sgl.diagnostics import SGLError, Span
+from sgl.ir.ops import LATENT
 from sgl.runtime.hooks import Recorded, Recorder, SourceRows
 from sgl.runtime.pipelines import ModelInfo, model_info
 from sgl.runtime.profiles import resolve_feature_layers, select_attention_layers
@@ -62,6 +63,22 @@ def renoise(z_prev: torch.Tensor, alpha_t: float, alpha_prev: float, noise: torc
     forward process at t−1 comes out distributed as at t."""
     ratio = alpha_t / alpha_prev
     return math.sqrt(ratio) * z_prev + math.sqrt(max(1.0 - ratio, 0.0)) * noise
+
+
+def clean_latent(model_input: torch.Tensor, output: torch.Tensor, alpha: float, prediction_type: str) -> torch.Tensor:
+    """The model's estimate x̂₀ of the clean latent from one row's input and output at ᾱ_t =
+    `alpha` (what `latent()` reads). The model input is √ᾱ·x₀ + √(1 − ᾱ)·ε for DDPM-style
+    schedulers and, scaled by `scale_model_input`, for σ-space ones (Euler) too."""
+    if prediction_type == "epsilon":
+        return (model_input - math.sqrt(1.0 - alpha) * output) / math.sqrt(alpha)
+    if prediction_type == "v_prediction":
+        return math.sqrt(alpha) * model_input - math.sqrt(1.0 - alpha) * output
+    return output  # "sample"
+
+
+def alpha_bar(scheduler, timestep) -> float:
+    """ᾱ at a timestep (the nearest training step for a fractional one)."""
+    return float(scheduler.alphas_cumprod[int(round(float(timestep)))])
 
 
 def step_alphas(scheduler, timestep) -> tuple[float, float]:
@@ -431,7 +448,8 @@ class _Sampler:
         Running the source's latent once more under the guided prompt (features only; its
         attention still comes from its own prompt, whose words it names) makes the two
         comparable, as they are for the original run, which shares the guided prompt."""
-        if run.features and self.feature_prompt == "guided" and run.prompt != self.guided.prompt:
+        hooked = [f for f in run.features if f != LATENT]  # x̂₀ is an image estimate: its own prompt's is best
+        if hooked and self.feature_prompt == "guided" and run.prompt != self.guided.prompt:
             run.feature_cond = self.guided.cond
 
     def _cache_fits(self, cached: SourceRun, run: _Run) -> bool:
@@ -469,15 +487,26 @@ class _Sampler:
                  requests: list[SourceRows]) -> tuple[torch.Tensor, dict[str, Recorded]]:
         latents = torch.cat([r[0] for r in rows])
         emb = torch.cat([r[1].emb for r in rows])
+        # x̂₀ is computed here, not hooked: the recorder sees the requests without it
+        wants_latent = [r for r in requests if LATENT in r.features]
+        hooked = [dataclasses.replace(r, features=tuple(f for f in r.features if f != LATENT)) if r in wants_latent
+                  else r for r in requests]
         added = None
         if self.info.family == "sdxl":
             added = {"text_embeds": torch.cat([r[1].text_embeds for r in rows]),
                      "time_ids": torch.cat([r[1].time_ids for r in rows])}
-        recorder.expect(requests, latents.shape[-2:], device=latents.device)
+        recorder.expect(hooked, latents.shape[-2:], device=latents.device, whole=bool(wants_latent))
         with recorder.forward_scope():
             eps = self.unet(latents, timestep, encoder_hidden_states=emb, added_cond_kwargs=added,
                             return_dict=False)[0]
-        return eps, recorder.collect()
+        recorded = recorder.collect()
+        if wants_latent:
+            alpha = alpha_bar(self.guided.scheduler, timestep)
+            for request in wants_latent:
+                rows_ = torch.as_tensor(list(request.rows), device=latents.device)
+                x0 = clean_latent(latents.index_select(0, rows_), eps.index_select(0, rows_), alpha, self.prediction_type)
+                recorded.setdefault(request.name, Recorded()).feats[LATENT] = x0.to(torch.promote_types(x0.dtype, torch.float32))
+        return eps, recorded
 
     def _no_grad_pass(self, recorder, step: StepInfo, timestep, guided_cond_here: bool,
                       record_guided: bool):
@@ -494,7 +523,8 @@ class _Sampler:
             rows.append((latent, cond))
 
         def add_feature_row(run: _Run, latent: torch.Tensor):
-            requests.append(SourceRows((run.name, FEATURE_ROW), [len(rows)], {}, run.features))
+            hooked = tuple(f for f in run.features if f != LATENT)
+            requests.append(SourceRows((run.name, FEATURE_ROW), [len(rows)], {}, hooked))
             slots.append((run.name, FEATURE_ROW))
             rows.append((latent, run.feature_cond))
 
@@ -507,17 +537,18 @@ class _Sampler:
         for run in self.sources:
             record = run.records_at(step)
             # the cache keeps a run's features under its own prompt, whatever this program reads
-            own_features = run.feature_cond is None or self.cache_sources
+            own_features = None if run.feature_cond is None or self.cache_sources else \
+                tuple(f for f in run.features if f == LATENT)
             if run.kind == "generate":
                 src_in = run.scheduler.scale_model_input(run.latents, timestep)
                 if run.uncond is not None:
                     add(run, "u", src_in, run.uncond, False)
-                add(run, "c", src_in, run.cond, record, None if own_features else ())
+                add(run, "c", src_in, run.cond, record, own_features)
                 if self.cache_sources:
                     run.inputs.append(src_in.detach())
             elif run.kind == "inverted":
                 src_in = run.trajectory.latents[step.index].to(device=g.latents.device, dtype=g.latents.dtype)
-                add(run, "c", src_in, run.cond, record, None if own_features else ())
+                add(run, "c", src_in, run.cond, record, own_features)
             elif run.kind == "cached" and run.feature_cond is not None:
                 src_in = run.cached.inputs[step.index].to(device=g.latents.device, dtype=g.latents.dtype)
             else:
@@ -598,8 +629,10 @@ class _Sampler:
                 rec = run.cached.recorded[step.index]
                 if rec is None:
                     raise SGLError.single("E227", f"the cached run `{run.name}` has nothing recorded at step {step.index}")
-                feats = fresh[run.name].feats if run.name in fresh else {k: v.to(device) for k, v in rec.feats.items()}
-                out[run.name] = Recorded({k: v.to(device) for k, v in rec.attn.items()}, dict(feats))
+                feats = {k: v.to(device) for k, v in rec.feats.items()}
+                if run.name in fresh:
+                    feats.update(fresh[run.name].feats)
+                out[run.name] = Recorded({k: v.to(device) for k, v in rec.attn.items()}, feats)
         return out
 
     def _advance(self, run: _Run, eps_u, eps_c, timestep, extra=None) -> None:
@@ -679,7 +712,8 @@ class _Sampler:
         if self.checkpointing and not was_checkpointing:
             self.unet.enable_gradient_checkpointing()
         try:
-            with Recorder(self.unet, self.attn_layers, self.feature_layers,
+            hooked = [f for f in self.feature_layers if f != LATENT]
+            with Recorder(self.unet, self.attn_layers, hooked,
                           cut_autograd=not self.checkpointing) as recorder:
                 for index, timestep in enumerate(timesteps):
                     self._one_step(recorder, index, timestep)
