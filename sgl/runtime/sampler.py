@@ -5,8 +5,10 @@
 diffusers' pipelines cannot do this (their step callback runs after the scheduler, under
 no_grad, and sees only latents), so SGL runs its own loop. Per step, every row that needs no
 gradient — the guided run's unconditional row, both rows of each generated source, the
-conditional row of each inverted real image at its stored latent — runs in ONE no-grad batch
-that records only the sources' conditional rows; then only the guided conditional row runs
+conditional row of each inverted real image at its stored latent, and for a source whose
+prompt differs from the guided one a row of its latent under the guided prompt that only its
+features are read from (`_read_features_under_prompt`) — runs in ONE no-grad batch that records
+only the sources' conditional rows; then only the guided conditional row runs
 under autograd, with recording, and the energy callback turns what was recorded into a scalar
 whose gradient w.r.t. the UNet input steers the step. Every run keeps its own scheduler copy
 and random generator, so each source is exactly the image `pipe(prompt, generator=seed)` would
