@@ -78,6 +78,11 @@ def clean_latent(model_input: torch.Tensor, output: torch.Tensor, alpha: float, 
     return output  # "sample"
 
 
+def hooked(features: Sequence[str]) -> tuple[str, ...]:
+    """The feature layers a module hook records: all but `LATENT`, which the sampler computes."""
+    return tuple(f for f in features if f != LATENT)
+
+
 def alpha_bar(scheduler, timestep) -> float:
     """ᾱ at a timestep (the nearest training step for a fractional one)."""
     return float(scheduler.alphas_cumprod[int(round(float(timestep)))])
@@ -450,8 +455,8 @@ class _Sampler:
         Running the source's latent once more under the guided prompt (features only; its
         attention still comes from its own prompt, whose words it names) makes the two
         comparable, as they are for the original run, which shares the guided prompt."""
-        hooked = [f for f in run.features if f != LATENT]  # x̂₀ is an image estimate: its own prompt's is best
-        if hooked and self.feature_prompt == "guided" and run.prompt != self.guided.prompt:
+        # x̂₀ is an image estimate: its own prompt's is the best one, so it stays on the own row
+        if hooked(run.features) and self.feature_prompt == "guided" and run.prompt != self.guided.prompt:
             run.feature_cond = self.guided.cond
 
     def _cache_fits(self, cached: SourceRun, run: _Run) -> bool:
@@ -491,13 +496,13 @@ class _Sampler:
         emb = torch.cat([r[1].emb for r in rows])
         # x̂₀ is computed here, not hooked: the recorder sees the requests without it
         wants_latent = [r for r in requests if LATENT in r.features]
-        hooked = [dataclasses.replace(r, features=tuple(f for f in r.features if f != LATENT)) if r in wants_latent
-                  else r for r in requests]
+        to_hook = [dataclasses.replace(r, features=hooked(r.features)) if LATENT in r.features else r
+                   for r in requests]
         added = None
         if self.info.family == "sdxl":
             added = {"text_embeds": torch.cat([r[1].text_embeds for r in rows]),
                      "time_ids": torch.cat([r[1].time_ids for r in rows])}
-        recorder.expect(hooked, latents.shape[-2:], device=latents.device, whole=bool(wants_latent))
+        recorder.expect(to_hook, latents.shape[-2:], device=latents.device, whole=bool(wants_latent))
         with recorder.forward_scope():
             eps = self.unet(latents, timestep, encoder_hidden_states=emb, added_cond_kwargs=added,
                             return_dict=False)[0]
@@ -512,10 +517,11 @@ class _Sampler:
 
     def _no_grad_pass(self, recorder, step: StepInfo, timestep, guided_cond_here: bool,
                       record_guided: bool):
-        """One batch for every row without gradient. Returns eps rows by (name, "u"/"c") and
-        what the sources (and, when `record_guided`, the guided conditional row) recorded."""
+        """One batch for every row without gradient. Returns eps rows by (name, "u"/"c"), what
+        the sources (and, when `record_guided`, the guided conditional row) recorded, and for
+        the sources whose features came from a row under the guided prompt what their own row
+        recorded (what the cache keeps)."""
         rows, slots, requests = [], [], []
-        self._own_records: dict[str, Recorded] = {}  # sources' own-prompt recordings, for the cache
 
         def add(run: _Run, which: str, latent: torch.Tensor, cond: _Cond, record: bool, features=None):
             if record:
@@ -525,8 +531,7 @@ class _Sampler:
             rows.append((latent, cond))
 
         def add_feature_row(run: _Run, latent: torch.Tensor):
-            hooked = tuple(f for f in run.features if f != LATENT)
-            requests.append(SourceRows((run.name, FEATURE_ROW), [len(rows)], {}, hooked))
+            requests.append(SourceRows((run.name, FEATURE_ROW), [len(rows)], {}, hooked(run.features)))
             slots.append((run.name, FEATURE_ROW))
             rows.append((latent, run.feature_cond))
 
@@ -558,15 +563,15 @@ class _Sampler:
             if record and run.feature_cond is not None:
                 add_feature_row(run, src_in)
         if not rows:
-            return {}, {}
+            return {}, {}, {}
         with torch.no_grad():
             eps, recorded = self._forward(recorder, rows, timestep, requests)
+        own_records = {}
         for key in [k for k in recorded if isinstance(k, tuple)]:  # the feature rows replace the features
             name, fresh = key[0], recorded.pop(key)
-            own = recorded.get(name, Recorded())
-            self._own_records[name] = own
+            own = own_records[name] = recorded.get(name, Recorded())
             recorded[name] = Recorded(own.attn, {**own.feats, **fresh.feats})
-        return {slot: eps[i:i + 1] for i, slot in enumerate(slots)}, recorded
+        return {slot: eps[i:i + 1] for i, slot in enumerate(slots)}, recorded, own_records
 
     def _guided_pass(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded],
                      record: StepTrace):
@@ -648,8 +653,8 @@ class _Sampler:
         guided_now = self._is_guided(step)
         observe_now = not guided_now and self.observe and self.energy is not None
         record = StepTrace(index, step.timestep, step.sigma)
-        eps, recorded = self._no_grad_pass(recorder, step, timestep, guided_cond_here=not guided_now,
-                                           record_guided=observe_now or step.index in self.keep_steps)
+        eps, recorded, own_records = self._no_grad_pass(recorder, step, timestep, guided_cond_here=not guided_now,
+                                                        record_guided=observe_now or step.index in self.keep_steps)
         recorded.update(self._cached_records(step, self.guided.latents.device, recorded))
         self._keep(step, recorded)
         grad = None
@@ -666,7 +671,7 @@ class _Sampler:
             if run.kind == "generate":
                 self._advance(run, eps.get((run.name, "u")), eps[(run.name, "c")], timestep)
             if run.kind == "generate" and self.cache_sources:
-                rec = self._own_records.get(run.name, recorded.get(run.name))
+                rec = own_records.get(run.name, recorded.get(run.name))
                 run.records.append(rec.detached() if rec is not None else None)
         self.trace.append(record)
 
@@ -714,8 +719,7 @@ class _Sampler:
         if self.checkpointing and not was_checkpointing:
             self.unet.enable_gradient_checkpointing()
         try:
-            hooked = [f for f in self.feature_layers if f != LATENT]
-            with Recorder(self.unet, self.attn_layers, hooked,
+            with Recorder(self.unet, self.attn_layers, hooked(self.feature_layers),
                           cut_autograd=not self.checkpointing) as recorder:
                 for index, timestep in enumerate(timesteps):
                     self._one_step(recorder, index, timestep)
