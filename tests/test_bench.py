@@ -369,3 +369,77 @@ def test_the_reference_checked_is_the_one_the_program_reads():
     drawn = np.asarray(result.sources["ref"].convert("RGB"), np.int16)
     checked = np.asarray(bench.original(caption, 1001).convert("RGB"), np.int16)
     assert np.abs(drawn - checked).max() <= 1
+
+
+def _apart_scene(seeds=range(60)):
+    """The first rendered two-object scene whose objects differ in shape and lie apart, so that
+    drawn in one colour they are still two blobs."""
+    from sgl.models.shapes.data import render_scene
+
+    for seed in seeds:
+        scene = render_scene(seed, n_objects=2)
+        a, b = scene.objects
+        grown = np.zeros_like(a.mask)  # a's mask grown by two pixels must not touch b's
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                grown |= np.roll(np.roll(a.mask, dy, 0), dx, 1)
+        if a.shape != b.shape and not (grown & b.mask).any():
+            yield scene
+
+
+def test_objects_drawn_in_one_colour_are_told_apart_by_shape():
+    """Colour leakage: the prompt leaves a's colour open and the model draws a in b's colour (or
+    both open objects in one colour). With each colour's separate blobs, `locate` matches the two
+    blobs of that colour to the two shape words; with only the largest blob per colour (no
+    components) the object stays missing, as it did before."""
+    import dataclasses
+    import itertools
+
+    from sgl.bench.edits import described, locate
+    from sgl.models.shapes.measure import segment, segment_components
+
+    for scene in itertools.islice(_apart_scene(), 8):
+        a, b = scene.objects
+        for kind, colour in (("appearance_swap", b.colour), ("layout_appearance", a.colour)):
+            one = np.asarray(_picture(scene, [dataclasses.replace(a, colour=colour), dataclasses.replace(b, colour=colour)]))
+            open_a, open_b = described(kind, scene)
+            found = locate(segment(one), [open_a, open_b], segment_components(one))
+            assert None not in found, (scene.seed, kind)
+            for f, o in zip(found, (a, b)):
+                assert f.colour == colour and np.hypot(*np.subtract(f.centroid, o.centroid)) < 0.01, (scene.seed, kind)
+            assert None in locate(segment(one), [open_a, open_b])
+
+
+def test_a_swap_on_an_original_with_leaked_colour_is_scored_where_a_was():
+    """An appearance swap whose original drew a in b's colour: a must wear the reference's colour
+    where it was and b's colour must be gone from a's place, while b — the blob of its colour
+    nearest where it was — stays. The original itself (doing nothing) fails."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from sgl.bench.edits import SGL, described, unused_colour
+
+    scene = next(_apart_scene())
+    a, b = scene.objects
+    open_a, named_b = described("appearance_swap", scene)
+    leaked = _picture(scene, [dataclasses.replace(a, colour=b.colour), b])
+    pictures = {3: leaked}
+    bench = _scripted_bench(pictures)
+    _, original, orig, found, _ = bench.valid_original("p", 3, [open_a, named_b])
+    assert None not in found
+    a_seen = dataclasses.replace(open_a, colour=found[0].colour)
+    new = unused_colour(orig, 3)
+    pictures[3 + 1000] = _picture(scene, [dataclasses.replace(a, colour=new), b])
+    base = {"prompt": "p", "seed": 3, "steps": 2, **SGL.fill()}
+
+    def score(edited):
+        bench.run_program = lambda text, method: (SimpleNamespace(image=edited, sources={}), 1.0)
+        return bench.edit_appearance_swap("appearance_swap", 3, scene, a_seen, named_b, base, original, orig, found, SGL)
+
+    swapped, nothing = score(pictures[3 + 1000])
+    assert swapped.success and swapped.drift < 0.01 and not nothing.success
+    assert "b's colour" in swapped.note
+    unchanged, _ = score(leaked)
+    assert not unchanged.success  # a still wears b's colour
+    b_gone, _ = score(_picture(scene, [dataclasses.replace(a, colour=new)]))
+    assert not b_gone.success and not b_gone.all_present

@@ -80,13 +80,12 @@ def core(mask: np.ndarray) -> np.ndarray:
     return mask & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
 
 
-def _largest_blob(mask: np.ndarray) -> np.ndarray:
-    """The 4-connected component of `mask` with the most core pixels."""
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    """The 4-connected components of `mask`, those with the most core pixels first."""
     h, w = mask.shape
     inner = core(mask)
-    best_score = -1
     seen = np.zeros_like(mask, bool)
-    best: list = []
+    found: list[tuple[int, np.ndarray]] = []
     for y0, x0 in zip(*np.nonzero(mask)):
         if seen[y0, x0]:
             continue
@@ -100,14 +99,18 @@ def _largest_blob(mask: np.ndarray) -> np.ndarray:
                 if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
                     seen[yy, xx] = True
                     q.append((yy, xx))
-        score = sum(1 for y, x in comp if inner[y, x])
-        if score > best_score:
-            best, best_score = comp, score
-    out = np.zeros_like(mask, bool)
-    if best:
-        ys, xs = zip(*best)
+        out = np.zeros_like(mask, bool)
+        ys, xs = zip(*comp)
         out[list(ys), list(xs)] = True
-    return out
+        found.append((int(inner[out].sum()), out))
+    found.sort(key=lambda sc: -sc[0])  # stable: among equals, the first in scan order
+    return [m for _, m in found]
+
+
+def _largest_blob(mask: np.ndarray) -> np.ndarray:
+    """The 4-connected component of `mask` with the most core pixels."""
+    comps = _components(mask)
+    return comps[0] if comps else np.zeros_like(mask, bool)
 
 
 def _hull_area(ys, xs) -> float:
@@ -176,25 +179,42 @@ def guess_shape(mask: np.ndarray) -> tuple[str | None, float]:
     return "triangle", fill
 
 
+def _blob(colour: str, m: np.ndarray, min_area: float, min_core: int) -> Blob:
+    """A Blob of `colour` from its mask (not present when smaller than `min_area` of the image or
+    with fewer than `min_core` core pixels)."""
+    h, w = m.shape
+    area = float(m.mean())
+    if area < min_area or core(m).sum() < min_core:
+        return Blob(colour, False, area=area, mask=m)
+    ys, xs = np.nonzero(m)
+    cen = (float((xs + 0.5).sum() / len(xs) / w), float((ys + 0.5).sum() / len(ys) / h))
+    shape, fill = guess_shape(m)
+    return Blob(colour, True, cen, area, m, shape, float(fill))
+
+
 def segment(image: np.ndarray, threshold: float = 90.0, min_area: float = 0.003, min_core: int = 3, colours=None,
             largest: bool = True) -> dict[str, Blob]:
     """Per colour word: a Blob (present, centroid, area fraction, mask, shape guess)."""
     lab, cols = colour_labels(image, threshold, colours)
-    h, w = lab.shape
-    ys, xs = np.mgrid[0:h, 0:w]
     out = {}
     for k, c in enumerate(cols):
         m = lab == k
         if largest and m.any():
             m = _largest_blob(m)
-        area = float(m.mean())
-        if area < min_area or core(m).sum() < min_core:
-            out[c] = Blob(c, False, area=area, mask=m)
-            continue
-        n = m.sum()
-        cen = (float((xs[m] + 0.5).sum() / n / w), float((ys[m] + 0.5).sum() / n / h))
-        shape, fill = guess_shape(m)
-        out[c] = Blob(c, True, cen, area, m, shape, float(fill))
+        out[c] = _blob(c, m, min_area, min_core)
+    return out
+
+
+def segment_components(image: np.ndarray, threshold: float = 90.0, min_area: float = 0.003, min_core: int = 3,
+                       colours=None) -> dict[str, list[Blob]]:
+    """Per colour word: every connected blob of that colour large enough to be an object, the
+    largest first — two objects the model drew in one colour are two blobs here, where `segment`
+    keeps only the largest."""
+    lab, cols = colour_labels(image, threshold, colours)
+    out = {}
+    for k, c in enumerate(cols):
+        blobs = (_blob(c, m, min_area, min_core) for m in _components(lab == k))
+        out[c] = [bl for bl in blobs if bl.present]
     return out
 
 
