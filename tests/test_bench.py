@@ -438,8 +438,9 @@ def test_a_swap_on_an_original_with_leaked_colour_is_scored_where_a_was():
 
     swapped, nothing = score(pictures[3 + 1000])
     assert swapped.success and swapped.drift < 0.01 and not nothing.success
-    assert "b's colour" in swapped.note
+    assert "b's colour" in swapped.note and f"wears {new} where it was (asked {new})" in swapped.note
     unchanged, _ = score(leaked)
     assert not unchanged.success  # a still wears b's colour
+    assert f"wears {b.colour} where it was (asked {new})" in unchanged.note
     b_gone, _ = score(_picture(scene, [dataclasses.replace(a, colour=new)]))
     assert not b_gone.success and not b_gone.all_present

@@ -153,6 +153,14 @@ def _colour_masks(image):
     return {c: bl.mask for c, bl in segment(np.asarray(image.convert("RGB")), largest=False).items()}
 
 
+def colour_worn(masks, region) -> str:
+    """The colour most of `region` wears in a picture whose colour masks are `masks`
+    (`_colour_masks`), or "background"."""
+    counts = {c: int((m & region).sum()) for c, m in masks.items()}
+    colour = max(counts, key=counts.get)
+    return colour if 2 * counts[colour] >= region.sum() else "background"
+
+
 def _nearest(blobs, point):
     """The blob of `blobs` whose centroid lies nearest `point` (None when there is none)."""
     return min(blobs, key=lambda bl: _dist(bl.centroid, point), default=None)
@@ -421,7 +429,9 @@ class Bench:
                 gone = not blobs[a.colour].present or blobs[a.colour].area < 0.2 * orig_a.area
                 drift, present = _drift(orig, blobs, [b.colour])
             ok = error is not None and error <= CENTROID_TOL and gone and present
-            note = "a was drawn in b's colour in the original" if shared else ""
+            note = f"{a.shape} wears {colour_worn(_colour_masks(image), orig_a.mask)} where it was (asked {new})"
+            if shared:
+                note += "; the original drew it in b's colour"
             scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, note, img))
         return _with_references(scores, result, ref_redrawn)
 
@@ -442,7 +452,10 @@ class Bench:
                       for c, f in ((new_a, found[0]), (new_b, found[1]))]
             present = None not in errors
             error = max(errors) if present else None
-            scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
+            masks = _colour_masks(result.image if img is not None else original)
+            note = ", ".join(f"{o.shape} wears {colour_worn(masks, f.mask)} (asked {c})"
+                             for o, f, c in ((a, found[0], new_a), (b, found[1], new_b)))
+            scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, note, img))
         return _with_references(scores, result, ref_redrawn)
 
     def edit_compose(self, kind, index, scene, a, b, base, original, orig, found, method):
