@@ -148,9 +148,10 @@ def _components(image):
 
 def _colour_masks(image):
     """Every pixel of each colour (not only its largest blob), per colour word."""
-    from sgl.models.shapes.measure import segment
+    from sgl.models.shapes.measure import colour_labels
 
-    return {c: bl.mask for c, bl in segment(np.asarray(image.convert("RGB")), largest=False).items()}
+    labels, colours = colour_labels(np.asarray(image.convert("RGB")))
+    return {c: labels == k for k, c in enumerate(colours)}
 
 
 def colour_worn(masks, region) -> str:
@@ -416,12 +417,12 @@ class Bench:
         orig_a, orig_b = found
         shared = a.colour == b.colour  # the model drew a in b's colour (`locate`)
         scores = []
-        for image, img, s in ((result.image, result.image, secs), (original, None, 0.0)):
-            blobs = _blobs(image)
+        for image, blobs, img, s in ((result.image, _blobs(result.image), result.image, secs), (original, orig, None, 0.0)):
+            masks = _colour_masks(image)
             worn = blobs[new]  # a's shape should now wear the reference's colour, where a was
             error = _dist(worn.centroid, orig_a.centroid) if worn.present else None
             if shared:  # a's old colour gone from where a was; b: the blob of its colour nearest where it was
-                gone = (_colour_masks(image)[a.colour] & orig_a.mask).sum() < 0.2 * orig_a.mask.sum()
+                gone = (masks[a.colour] & orig_a.mask).sum() < 0.2 * orig_a.mask.sum()
                 now_b = _nearest(_components(image)[b.colour], orig_b.centroid)
                 present = now_b is not None
                 drift = _dist(now_b.centroid, orig_b.centroid) if present else None
@@ -429,7 +430,7 @@ class Bench:
                 gone = not blobs[a.colour].present or blobs[a.colour].area < 0.2 * orig_a.area
                 drift, present = _drift(orig, blobs, [b.colour])
             ok = error is not None and error <= CENTROID_TOL and gone and present
-            note = f"{a.shape} wears {colour_worn(_colour_masks(image), orig_a.mask)} where it was (asked {new})"
+            note = f"{a.shape} wears {colour_worn(masks, orig_a.mask)} where it was (asked {new})"
             if shared:
                 note += "; the original drew it in b's colour"
             scores.append(Score(kind, index, bool(ok), error, drift, worn.present and present, s, note, img))
@@ -446,13 +447,13 @@ class Bench:
         text = fill(kind, base, ref_prompt=ref, ref_seed=ref_seed)
         result, secs = self.run_program(text, method)
         scores = []
-        for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
+        for image, blobs, img, s in ((result.image, _blobs(result.image), result.image, secs), (original, orig, None, 0.0)):
             # a where a was, in the colour the reference gave a; b likewise
             errors = [_dist(blobs[c].centroid, f.centroid) if blobs[c].present else None
                       for c, f in ((new_a, found[0]), (new_b, found[1]))]
             present = None not in errors
             error = max(errors) if present else None
-            masks = _colour_masks(result.image if img is not None else original)
+            masks = _colour_masks(image)
             note = ", ".join(f"{o.shape} wears {colour_worn(masks, f.mask)} (asked {c})"
                              for o, f, c in ((a, found[0], new_a), (b, found[1], new_b)))
             scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, note, img))
