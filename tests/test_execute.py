@@ -196,7 +196,9 @@ def test_features_setting_chooses_the_layer_feat_reads(tiny_sd):
         return result.trace[0]["terms"][label]
 
     default, explicit, other = energy(""), energy('features "up_blocks.0"\n'), energy('features "up_blocks.1"\n')
-    assert default == explicit and other != default
+    # the same layer read in another batch composition: equal up to fp32 summation order (the
+    # CPU's kernels choose it); another layer gives another energy
+    assert default == pytest.approx(explicit, rel=1e-5) and other != pytest.approx(default, rel=1e-3)
     with pytest.raises(sgl.SGLError) as err:
         energy('features "up_blocks.9"\n')
     diagnostic = err.value.diagnostics[0]

@@ -402,7 +402,8 @@ def test_a_reference_with_another_prompt_has_its_features_read_under_the_guided_
     assert (ref_feat - self_feat).abs().max() < 1e-4
     own_feat = under_own[0][0]
     assert (own_feat - self_feat).abs().max() > 100 * (ref_feat - self_feat).abs().max()
-    assert set(attn) == {"car"} and torch.equal(attn["car"], under_own[0][2]["car"])
+    # the same attention, batched with other rows: equal up to fp32 summation order
+    assert set(attn) == {"car"} and torch.allclose(attn["car"], under_own[0][2]["car"], rtol=1e-5, atol=1e-7)
     # the reference itself samples as before: the extra row only reads features
     assert (result.sources["ref"].latents - _pipe_latents(tiny_sd, "a red car and a dog", seed=3)).abs().max() < 1e-4
 
