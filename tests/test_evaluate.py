@@ -88,6 +88,22 @@ def test_appearance_of_a_constant_feature_region_is_that_feature():
     assert value_of(root, inputs, grid=(8, 8)).item() == pytest.approx(1 / 16 / 3)
 
 
+def test_like_is_one_where_the_features_show_the_vector_and_falls_with_their_distance():
+    colour = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+    feats = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    feats[:, :, :2, :2] = colour[:, None, None]          # the top-left quarter shows the colour
+    width = torch.tensor([0.5], dtype=torch.float64)
+    near = ev.like(feats, colour[None], width, grid=(4, 4))
+    assert near.shape == (1, 4, 4)
+    assert torch.allclose(near[0, :2, :2], torch.ones(2, 2, dtype=torch.float64))
+    far = torch.exp(-(colour ** 2).mean() / 0.25)       # the other cells are 0: their distance is mean(colour²)
+    assert torch.allclose(near[0, 2:, 2:], far.expand(2, 2))
+    wider = ev.like(feats, colour[None], torch.tensor([2.0], dtype=torch.float64), grid=(4, 4))
+    assert (wider[0, 2:, 2:] > near[0, 2:, 2:]).all()   # a wider width forgives more distance
+    # on the working grid: the feature grid's quarter becomes the finer grid's quarter
+    assert ev.like(feats, colour[None], width, grid=(8, 8))[0, :3, :3].min().item() == pytest.approx(1.0)
+
+
 def test_appearance_mask_is_resampled_to_the_feature_grid():
     ir = CoreIR()
     attn = torch.zeros(1, 8, 8, dtype=torch.float64)

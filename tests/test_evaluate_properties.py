@@ -86,6 +86,8 @@ BATCHED = {
     "l1": lambda m: ev.l1(m, m.flip(-1)),
     "l2": lambda m: ev.l2(m, m.flip(-2)),
     "pool": lambda m: ev.pool(torch.stack((m, m * m), dim=1), m),
+    "like": lambda m: ev.like(torch.stack((m, m * m), dim=1), m.mean(dim=(1, 2))[:, None].expand(-1, 2),
+                              scalar(0.5), grid=(7, 5)),
 }
 
 

@@ -46,6 +46,7 @@ INTRINSICS: dict[str, tuple[tuple[tuple[Type, ...], Type], ...]] = {
     "max": (((MAP,), SCALAR),),
     "min": (((MAP,), SCALAR),),
     "pool": (((FEATURES, MAP), VECTOR),),
+    "like": (((FEATURES, VECTOR, SCALAR), MAP),),
     "shift": (((MAP, VEC2), MAP),),
     "scale": (((MAP, SCALAR), MAP),),
     "abs": (((SCALAR,), SCALAR),),

@@ -311,6 +311,18 @@ def pool(f, m):
     return (weights * f).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)).clamp_min(EPS)
 
 
+@intrinsic("like")
+def like(f, v, width, *, grid: Grid):
+    """How alike every cell of f is to the vector v, [B, H, W] on the working grid:
+    exp(−mean over channels of (f − v)² / width²), 1 where the cell shows v. `like(latent(),
+    colour₀(o))` is where the picture shows the object's colour: an area read from pixels, not
+    from attention, so a term on it pushes the cells that are about to change colour."""
+    f, v = _batched(f, v)
+    width = _per_batch(width, 2)
+    distance = (f - v[:, :, None, None]).pow(2).mean(dim=1)
+    return resample(torch.exp(-distance / width.pow(2).clamp_min(EPS)), grid)
+
+
 # --- map transforms -------------------------------------------------------------------------
 
 def _warp(m: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor) -> torch.Tensor:
