@@ -314,8 +314,9 @@ def bench_command(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- sgl explain
 
-# Modules whose `EXPLANATIONS` dict ({code: text}) documents their diagnostic codes.
-EXPLAINING_MODULES = ("sgl.syntax.errors", "sgl.check.errors", "sgl.ir.errors")
+# Modules whose `EXPLANATIONS` dict ({code: text}) documents their diagnostic codes (the
+# runtime's evaluator too: its E240–E244 are reported by `sgl run`).
+EXPLAINING_MODULES = ("sgl.syntax.errors", "sgl.check.errors", "sgl.ir.errors", "sgl.runtime.evaluate")
 
 
 def _explain_options(parser: argparse.ArgumentParser) -> None:

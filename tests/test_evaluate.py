@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 import torch
 
 from sgl.bench.energy import CoreIR
-from sgl.check.types import MAP, SCALAR, VEC2
+from sgl.check.types import FEATURES, MAP, SCALAR, VEC2, VECTOR
 from sgl.diagnostics import SGLError, Span
 from sgl.ir.nodes import Graph, Term
 from sgl.runtime import evaluate as ev
@@ -415,6 +416,22 @@ def test_inputs_of_the_wrong_batch_or_rank_are_an_sgl_error():
     assert err.value.diagnostics[0].code == "E243"
 
 
+def test_vectors_of_different_lengths_are_an_sgl_error_at_the_term():
+    # appearance(dog) = colour₀(dog): 8 feature channels against the latent's 4
+    ir = CoreIR()
+    half = ir.op("hardthr", MAP, ir.attn(DOG, "orig"), ir.const(0.5))
+    colour = ir.op("pool", VECTOR, ir.g.node("latent", FEATURES, arg=("orig", "latent")), half)
+    span = Span("prog.sgl", 5, 1, 5, 32)
+    term = attrs.evolve(ir.term(ir.l1(ir.appearance(DOG), colour)), span=span)
+    maps = {("self", DOG): torch.rand(1, H, W), ("orig", DOG): torch.rand(1, H, W)}
+    feats = {("self", "default"): torch.rand(1, 8, H, W), ("orig", "latent"): torch.rand(1, 4, H, W)}
+    with pytest.raises(SGLError) as err:
+        Evaluator([term], grid=(H, W))(0, 1, Inputs(maps, feats))
+    d = err.value.diagnostics[0]
+    assert d.code == "E244" and d.span == span
+    assert "(1, 8)" in d.message and "(1, 4)" in d.message and "latent()" in d.hint
+
+
 def test_a_large_mask_is_area_averaged_and_a_small_one_upsampled(tmp_path):
     from PIL import Image
 
@@ -436,5 +453,8 @@ def test_every_evaluator_code_is_explained():
     import re
 
     raised = set(re.findall(r'SGLError\.single\(\s*"(E\d+)"', inspect.getsource(ev)))
-    assert raised == {"E240", "E241", "E242", "E243"}
+    assert raised == {"E240", "E241", "E242", "E243", "E244"}
     assert raised <= set(ev.EXPLANATIONS)
+    from sgl.cli import explanations  # what `sgl explain CODE` finds
+
+    assert {code: explanations().get(code) for code in raised} == {code: ev.EXPLANATIONS[code] for code in raised}

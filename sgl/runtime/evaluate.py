@@ -68,6 +68,15 @@ current step. Please report it with the program.
 Attention maps must be [B, h, w] and features [B, C, h, w], with B the guided batch or 1. This
 is a bug in SGL (or in code that calls the evaluator directly with its own tensors).
 """,
+    "E244": """A term combines values that cannot be combined once their sizes are known.
+
+    dot(appearance(dog), colour₀(dog)) = 1      # error: features and x̂₀ have other channels
+
+Vectors have no length in the type system: `pool(feat(), …)` (e.g. `appearance`) has one entry
+per channel of the feature layer, `pool(latent(), …)` (e.g. `colour`) one per channel of the
+VAE's latent, so the two differ. Compare a Vector with one read from the same kind of features:
+`appearance` with `appearance`, `colour` with `colour`, `like(latent(), colour(o))`.
+""",
 }
 
 
@@ -452,6 +461,7 @@ class _Step:
     fn: Callable[..., torch.Tensor]
     inputs: tuple[int, ...]
     key: InputKey | None  # for attn/feat: which recorded tensor is the first argument
+    op: str               # the IR op, for diagnostics
 
 
 @dataclass(frozen=True)
@@ -511,7 +521,7 @@ class Evaluator:
         if node.op in BROADCASTING and len(node.inputs) == 2:
             fn = _lifted(fn, [RANK.get(node.type.name, 0) - RANK.get(i.type.name, 0) for i in node.inputs])
         key = input_key(node) if node.op in READS else None
-        return _Step(self._slot[id(node)], fn, tuple(self._slot[id(i)] for i in node.inputs), key)
+        return _Step(self._slot[id(node)], fn, tuple(self._slot[id(i)] for i in node.inputs), key, node.op)
 
     def _tiers(self, order: list[Node]) -> list[str]:
         """'fixed' / 'static' / 'live' per slot (see the module docstring)."""
@@ -602,10 +612,24 @@ class Evaluator:
     def _run(self, steps: Sequence[_Step], values: list, inputs: Inputs, batch: int) -> None:
         """Evaluate `steps` in order into `values` (the interpreter's inner loop)."""
         for step in steps:
-            if step.key is None:
-                values[step.slot] = step.fn(*[values[i] for i in step.inputs])
-            else:
-                values[step.slot] = step.fn(self._recorded(inputs, step.key, batch))
+            try:
+                if step.key is None:
+                    values[step.slot] = step.fn(*[values[i] for i in step.inputs])
+                else:
+                    values[step.slot] = step.fn(self._recorded(inputs, step.key, batch))
+            except RuntimeError as exc:  # torch's shape errors: Vectors of different lengths
+                raise self._failed(step, values, exc) from exc
+
+    def _failed(self, step: _Step, values: list, exc: RuntimeError) -> SGLError:
+        """E244 for a step torch refused, at the span of the first term that computes it."""
+        term = next(t for t, reach in zip(self.terms, self._reach) if step.slot in reach)
+        shapes = ", ".join(str(tuple(values[i].shape)) for i in step.inputs)
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = ("a Vector read from feat() (e.g. appearance) and one read from latent() (e.g. colour) "
+                "have different lengths: compare a Vector with one of the same kind"
+                if "size" in first_line else None)
+        return SGLError.single("E244", f"`{step.op}` cannot combine values of the shapes {shapes}",
+                               span=term.span, hint=hint, notes=[f"torch: {first_line}"])
 
     def _static_valid(self, plan: _Plan, step: int, num_steps: int, inputs: Inputs) -> bool:
         """Whether the cached values of other sources still hold: same plan and step, the very
