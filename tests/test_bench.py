@@ -3,6 +3,7 @@ checked only for sanity: benchmarks, not timed tests)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -305,6 +306,30 @@ def test_an_original_that_lacks_an_object_is_redrawn_with_another_seed():
     summary = summarise(scores)["move"]
     assert summary["redrawn"] == 1
     assert "move 1 / 2" in table({"sgl": {"move": summary}, "prompt-only": {"move": summary}})
+
+
+def test_an_original_that_draws_an_object_twice_is_redrawn():
+    """Two green squares for "a green square and …": which one an edit means is ambiguous, so
+    the benchmark resamples; when every draw shows a duplicate, it keeps the first complete one."""
+    from sgl.bench.edits import REDRAW_SEED_STEP, REDRAWS, drawn_once, _components
+    from sgl.models.shapes.data import render_scene
+
+    scene = render_scene(5, n_objects=2)
+    a, b = scene.objects
+    taken = a.mask | b.mask  # a second, small copy of a, clear of both objects
+    y0, x0 = next((y, x) for y in range(0, 54, 2) for x in range(0, 54, 2) if not taken[y:y + 10, x:x + 10].any())
+    mask = np.zeros_like(a.mask)
+    mask[y0 + 2:y0 + 8, x0 + 2:x0 + 8] = True
+    duplicate = _picture(scene, [a, b, dataclasses.replace(a, mask=mask)])
+    both = _picture(scene, [a, b])
+    assert drawn_once(_components(both), 2) and not drawn_once(_components(duplicate), 2)
+    step = REDRAW_SEED_STEP
+    seed, _, _, found, redrawn = _scripted_bench({3: duplicate, 3 + step: both}).valid_original("p", 3, [a, b])
+    assert (seed, redrawn) == (3 + step, 1) and None not in found
+    only_a = _picture(scene, [a])
+    always = {3: only_a, **{3 + step * k: duplicate for k in range(1, REDRAWS + 1)}}
+    seed, image, _, found, _ = _scripted_bench(always).valid_original("p", 3, [a, b])
+    assert seed == 3 + step and image is always[3 + step] and None not in found
 
 
 def test_grid_shows_the_references_between_the_originals_and_the_edits(tmp_path):

@@ -23,9 +23,10 @@ scores the edited image against what the edit asked for:
                        centroid + (dx, dy), the others within 0.05 of theirs
 
 An original that lacks one of the prompt's objects (the model sometimes leaves out an object
-whose colour the prompt leaves open) is sampled again with another seed, at most REDRAWS times,
-so that an edit is scored on an original that shows what it edits; the table says how many
-scenes needed it, and a scene whose originals all lack an object fails in every row. An object
+whose colour the prompt leaves open) or draws one twice is sampled again with another seed, at
+most REDRAWS times, so that an edit is scored on an original that shows what it edits, each
+object once; the table says how many scenes needed it, and a scene whose originals all lack an
+object fails in every row (one whose originals all show an object twice keeps the first). An object
 the model drew in another object's colour is not missing (colour leakage: "a triangle and a
 small red square" often comes out as two red objects): `locate` tells the two blobs of that
 colour apart by their shape words, and the swap is then scored where a was (until session 14
@@ -160,6 +161,12 @@ def colour_worn(masks, region) -> str:
     counts = {c: int((m & region).sum()) for c, m in masks.items()}
     colour = max(counts, key=counts.get)
     return colour if 2 * counts[colour] >= region.sum() else "background"
+
+
+def drawn_once(components, count: int) -> bool:
+    """Whether a picture whose blobs per colour are `components` (`_components`) shows exactly
+    `count` objects: no object drawn twice, no stray blob of another colour."""
+    return sum(len(blobs) for blobs in components.values()) == count
 
 
 def _nearest(blobs, point):
@@ -314,16 +321,26 @@ class Bench:
     def valid_original(self, prompt: str, index: int, objects):
         """The original of scene `index` and where its objects are: sampled with seed `index`,
         and when the model left an object out (it sometimes does with a prompt that leaves a
-        colour open), again with up to REDRAWS other seeds, so that the edit is measured on an
-        original that has what it edits. Returns (seed, image, blobs, found, redraws used)."""
+        colour open) or drew one more object than the prompt names (an object twice: two green
+        squares for "a green square and a yellow circle"), again with up to REDRAWS other seeds,
+        so that the edit is measured on an original that shows what it edits, each object once:
+        with an object drawn twice, which of the two an edit means is ambiguous, and a resize
+        of "the green square" grew one copy while the other vanished (session 17). When every
+        draw shows an object twice, the first that shows every object is kept. Returns (seed,
+        image, blobs, found, redraws used)."""
+        kept = None
         for k in range(REDRAWS + 1):
             seed = index + REDRAW_SEED_STEP * k
             original = self.original(prompt, seed)
             orig = _blobs(original)
-            found = locate(orig, objects, _components(original))
-            if None not in found:
-                break
-        return seed, original, orig, found, k
+            components = _components(original)
+            found = locate(orig, objects, components)
+            if None in found:
+                continue
+            if drawn_once(components, len(objects)):
+                return seed, original, orig, found, k
+            kept = kept or (seed, original, orig, found, k)
+        return kept or (seed, original, orig, found, k)
 
     def valid_reference(self, caption: str, seed: int, colours) -> tuple[int, int, bool]:
         """The seed of a reference that shows every colour in `colours` (those its caption names
@@ -575,7 +592,7 @@ def table(results: dict) -> str:
                          f"{seconds:>7}")
     redrawn = [f"{kind} {r['redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r["redrawn"]]
     if redrawn:
-        lines.append("originals resampled with another seed because an object was missing: " + ", ".join(redrawn))
+        lines.append("originals resampled with another seed because an object was missing or drawn twice: " + ", ".join(redrawn))
     redrawn = [f"{kind} {r['ref_redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r.get("ref_redrawn")]
     if redrawn:
         lines.append("references resampled because they lacked an object in its named colour: " + ", ".join(redrawn))
