@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from sgl.bench import publish
+from sgl.models.shapes import measure
 from sgl.models.shapes.data import COLOURS, caption_of
 
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
@@ -161,12 +162,6 @@ def colour_worn(masks, region) -> str:
     counts = {c: int((m & region).sum()) for c, m in masks.items()}
     colour = max(counts, key=counts.get)
     return colour if 2 * counts[colour] >= region.sum() else "background"
-
-
-def drawn_once(components, count: int) -> bool:
-    """Whether a picture whose blobs per colour are `components` (`_components`) shows exactly
-    `count` objects: no object drawn twice, no stray blob of another colour."""
-    return sum(len(blobs) for blobs in components.values()) == count
 
 
 def _nearest(blobs, point):
@@ -337,7 +332,7 @@ class Bench:
             found = locate(orig, objects, components)
             if None in found:
                 continue
-            if drawn_once(components, len(objects)):
+            if measure.object_count(components) == len(objects):  # no object twice, no stray blob
                 return seed, original, orig, found, k
             kept = kept or (seed, original, orig, found, k)
         return kept or (seed, original, orig, found, k)
