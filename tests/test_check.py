@@ -514,7 +514,8 @@ def test_core_properties_follow_the_paper():
             stack.extend(x for x in (getattr(e, "left", None), getattr(e, "right", None)) if x is not None)
         return set(out)
 
-    assert calls(fns["centroid"][0].body) == {"sum", "attn", "x", "y"}
+    assert calls(fns["centroid"][0].body) == {"centroid_of", "attn"}
+    assert calls(fns["centroid_of"][0].body) == {"sum", "x", "y"}
     assert calls(fns["shape"][0].body) == {"softthr", "attn"}
     assert calls(fns["size"][0].body) == {"mean", "shape"}
     assert calls(fns["appearance"][0].body) == {"pool", "feat", "hardthr", "attn"}
