@@ -477,6 +477,15 @@ def test_weights_must_be_constant():
     assert codes(HEAD + "size(dog) = 0.2 weight size(cat)\n") == [("E075", 2)]
 
 
+def test_weights_may_use_the_numeric_intrinsics_on_constants():
+    checked(HEAD + "size(dog) = 0.2 weight 25 * (1 + relu(1 - 0.6)) + abs(-1) + sqrt(4) + norm((3, 4)) + dot((1, 0), (2, 5))\n")
+    checked(HEAD + "fn hold(o: Object, f: Scalar) { size(o) = size₀(o) weight 2 * relu(1 - f) }\nhold(dog, 0.6)\n")
+    assert codes(HEAD + "size(dog) = 0.2 weight relu(size(cat))\n") == [("E075", 2)]
+    assert codes(HEAD + "size(dog) = 0.2 weight mean(shape(cat))\n") == [("E075", 2)]
+    d = only(HEAD + "fn hold(o: Object, f: Scalar) { size(o) = size₀(o) weight relu(1 - f) }\nhold(dog, size(cat))\n")
+    assert d.code == "E078"
+
+
 def test_macro_parameter_used_as_weight_needs_a_constant_argument():
     src = HEAD + "fn hold(o: Object, w: Scalar) { size(o) = size₀(o) weight w }\nfn twice(o: Object, k: Scalar) { hold(o, 2 * k) }\n"
     checked(src + "twice(dog, 3)\n")

@@ -153,6 +153,12 @@ def test_weights_and_windows():
     assert term.span.line == 2
 
 
+def test_a_weight_can_depend_on_a_macro_argument_through_relu():
+    body = "fn hold(o: Object, f: Scalar) { size(o) = size₀(o) weight 25 * (1 + 2.5 * relu(1 - f)) }\n"
+    shrink, grow = ir(body + "hold(dog, 0.6)\nhold(cat, 1.5)\n").terms
+    assert shrink.weight == pytest.approx(50.0) and grow.weight == pytest.approx(25.0)
+
+
 def test_macro_modifiers_multiply_weights_and_intersect_windows():
     body = ("fn hold(o: Object) { size(o) = size₀(o) weight 2 from 20% to 60% }\n"
             "hold(dog) weight 3 from 40% to 100%\n")

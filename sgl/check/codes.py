@@ -199,7 +199,8 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
     _e("E074", "`margin` not on an inequality", "A margin shifts a hinge; an equality has none.",
        P + "size(circle) = 0.1 margin 0.02\n", P + "size(circle) < 0.1 margin 0.02\n"),
     _e("E075", "weight not constant",
-       "Weights are numbers known before sampling: numbers, `let`s of numbers, Scalar parameters.",
+       "Weights are numbers known before sampling: numbers, `let`s of numbers, Scalar parameters, "
+       "with arithmetic and `relu`, `abs`, `sqrt`, `norm`, `dot`.",
        P + "size(circle) = 0.3 weight size₀(square)\n", P + "size(circle) = 0.3 weight 2\n"),
     _e("E076", "weight or margin not a Scalar", "A weight or margin is one number.",
        P + "size(circle) = 0.3 weight (1, 2)\n", P + "size(circle) = 0.3 weight 2\n"),

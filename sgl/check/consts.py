@@ -2,8 +2,10 @@
 checked against the image bounds.
 
 A weight may be built from numbers, `let`s of numbers and Scalar parameters of a constraint
-macro; a macro whose parameter ends up in a weight (directly or through another macro) then
-needs a constant argument for it at every call.
+macro, with arithmetic and the pure numeric intrinsics (`relu`, `abs`, `sqrt`, `norm`, `dot`:
+`weight 25 * (1 + relu(1 - factor))` lets a macro weigh a term by its argument); a macro whose
+parameter ends up in a weight (directly or through another macro) then needs a constant
+argument for it at every call.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from sgl.check import errors
 from sgl.check.resolve import Resolver, is_macro
 from sgl.diagnostics import Diagnostic
 from sgl.syntax import ast
+
+
+NUMERIC_INTRINSICS = frozenset({"relu", "abs", "sqrt", "norm", "dot"})
 
 
 class ConstChecker:
@@ -117,9 +122,16 @@ class ConstChecker:
             if b.kind in ("let", "global_let") and b.value is not None:
                 return self.is_const(b.value)
             return False
-        if isinstance(e, (ast.BinOp, ast.Neg, ast.Tuple)):
+        if isinstance(e, (ast.BinOp, ast.Neg, ast.Tuple)) or self._numeric_intrinsic(e):
             return all(self.is_const(c) for c in ast.children(e))
         return False
+
+    def _numeric_intrinsic(self, e) -> bool:
+        """A call of an intrinsic the compiler evaluates on numbers (the IR folds it: ir/fold.py)."""
+        if not isinstance(e, ast.Call) or e.source is not None:
+            return False
+        fn = self.chosen.get(id(e))
+        return fn is not None and fn.extern and fn.name in NUMERIC_INTRINSICS
 
     def fold(self, e):
         """The value of a constant Scalar or Vec2 expression, or None."""

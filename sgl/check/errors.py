@@ -378,7 +378,8 @@ def margin_not_inequality(span: Span) -> Diagnostic:
 
 def weight_not_constant(span: Span) -> Diagnostic:
     return Diagnostic("E075", "a weight must be a constant", span,
-                      notes=("weights are numbers known before sampling: numbers, `let`s of numbers, Scalar parameters",))
+                      notes=("weights are numbers known before sampling: numbers, `let`s of numbers, Scalar parameters, "
+                             "with arithmetic and relu, abs, sqrt, norm, dot",))
 
 
 def modifier_type(what: str, found: str, span: Span) -> Diagnostic:
