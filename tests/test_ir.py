@@ -159,6 +159,12 @@ def test_a_weight_can_depend_on_a_macro_argument_through_relu():
     assert shrink.weight == pytest.approx(50.0) and grow.weight == pytest.approx(25.0)
 
 
+def test_every_intrinsic_the_checker_allows_in_a_weight_is_one_the_ir_folds():
+    from sgl.check.consts import NUMERIC_INTRINSICS
+    from sgl.ir.fold import _EVAL
+    assert NUMERIC_INTRINSICS <= set(_EVAL)
+
+
 def test_macro_modifiers_multiply_weights_and_intersect_windows():
     body = ("fn hold(o: Object) { size(o) = size₀(o) weight 2 from 20% to 60% }\n"
             "hold(dog) weight 3 from 40% to 100%\n")

@@ -16,6 +16,8 @@ from sgl.diagnostics import Diagnostic
 from sgl.syntax import ast
 
 
+# Intrinsics the IR evaluates on constants (ir/fold.py `_EVAL`; a test keeps the two in step:
+# the checker cannot import the IR, which comes after it).
 NUMERIC_INTRINSICS = frozenset({"relu", "abs", "sqrt", "norm", "dot"})
 
 
