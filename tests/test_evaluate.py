@@ -105,6 +105,19 @@ def test_like_is_one_where_the_features_show_the_vector_and_falls_with_their_dis
     assert ev.like(feats, colour[None], width, grid=(8, 8))[0, :3, :3].min().item() == pytest.approx(1.0)
 
 
+def test_like_on_finer_features_reads_the_share_of_each_cell_that_shows_the_vector():
+    """A picture finer than the working grid (`pixels()`: 64×64 against 16×16) is reduced by
+    area: a cell half covered by the colour reads one half, so the mean of the map is the area
+    the colour covers, to the pixel (bilinear reduction would read only the pixels nearest each
+    cell centre)."""
+    colour = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    picture = torch.zeros(1, 3, 16, 16, dtype=torch.float64)
+    picture[:, :, 2:9, 1:6] = colour[:, None, None]     # 7 × 5 pixels: rows half into the 3rd cell
+    near = ev.like(picture, colour[None], torch.tensor([0.05], dtype=torch.float64), grid=(4, 4))
+    assert near.mean().item() == pytest.approx(35 / 256, abs=1e-9)
+    assert near[0, 2, 0].item() == pytest.approx(0.25 * 0.75) and near[0, 0, 0].item() == pytest.approx(0.5 * 0.75)
+
+
 def test_appearance_mask_is_resampled_to_the_feature_grid():
     ir = CoreIR()
     attn = torch.zeros(1, 8, 8, dtype=torch.float64)

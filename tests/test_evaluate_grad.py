@@ -30,6 +30,7 @@ CASES = {
     "attn_same_grid": (lambda m: ev.attn(m, grid=GRID, dtype=F64), lambda: (rand(B, *GRID),)),
     "feat": (lambda f: ev.feat(f, dtype=F64), lambda: (rand(B, 3, 4, 4),)),
     "latent": (lambda f: ev.latent(f, dtype=F64), lambda: (rand(B, 4, 4, 4),)),
+    "pixels": (lambda f: ev.pixels(f, dtype=F64), lambda: (rand(B, 3, 8, 8),)),
     "add_map_scalar": (ev._lifted(ev.add, [0, 2]), lambda: (rand(B, *GRID), rand(B))),
     "sub_vec2": (ev.sub, lambda: (rand(B, 2), rand(B, 2, seed=1))),
     "mul_scalar_vector": (ev._lifted(ev.mul, [1, 0]), lambda: (rand(B), rand(B, 7))),
@@ -52,6 +53,8 @@ CASES = {
     "pool": (lambda f: ev.pool(f, (torch.rand(B, *GRID, dtype=F64, generator=torch.Generator().manual_seed(5)))),
              lambda: (rand(B, 3, 4, 4),)),
     "like": (lambda f, v, w: ev.like(f, v, w, grid=GRID), lambda: (rand(B, 3, 4, 4), rand(B, 3, seed=1), rand(B, low=0.5, high=1.5))),
+    "like_finer_grid": (lambda f, v, w: ev.like(f, v, w, grid=GRID),
+                        lambda: (rand(B, 3, 10, 12), rand(B, 3, seed=1), rand(B, low=0.5, high=1.5))),
     "like_same_grid": (lambda f, v, w: ev.like(f, v, w, grid=GRID),
                        lambda: (rand(B, 3, *GRID), rand(B, 3, seed=1), rand(B, low=0.5, high=1.5))),
     "shift": (ev.shift, lambda: (rand(B, *GRID), rand(B, 2, low=-0.23, high=0.23))),
@@ -103,7 +106,7 @@ def test_every_prelude_intrinsic_and_ir_op_has_one_implementation():
     externs = set(re.findall(r"^extern fn (\w+)", prelude, flags=re.M))
     compile_time = {"objects", "others"}
     assert externs - compile_time <= set(ev.INTRINSICS)
-    ir_ops = {"const", "attn", "feat", "latent", "x", "y", "mask", "add", "sub", "mul", "div", "neg", "pack",
+    ir_ops = {"const", "attn", "feat", "latent", "pixels", "x", "y", "mask", "add", "sub", "mul", "div", "neg", "pack",
               "get_x", "get_y", "l1", "l2"}
     assert ir_ops <= set(ev.INTRINSICS)
     assert set(ev.INTRINSICS) <= externs | ir_ops

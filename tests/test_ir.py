@@ -106,6 +106,16 @@ def test_colour_reads_the_clean_latent_estimate_of_each_source():
     assert {n["arg"]["source"] for n in nodes if n["op"] == "latent"} == {"self", "ref"}
 
 
+def test_rgb_reads_the_decoded_picture_of_each_source():
+    """`rgb(o)` pools `pixels()` (x̂₀ decoded), a read of its own beside `latent()`."""
+    program = ir('image ref = generate "a blue car in the snow" seed 3\n'
+                 "rgb(dog) = rgb[ref](car)\n")
+    needs = program.requirements.sources
+    assert needs["ref"].features == {"pixels"} and needs["self"].features == {"pixels"}
+    text = format_ir(program)
+    assert "pixels[self]()" in text and "pixels[ref]()" in text and "latent[" not in text
+
+
 def test_layers_setting_reaches_requirements():
     program = ir('layers "up_blocks.1"\nsize(dog) = 0.2\n')
     assert program.requirements.layers == "up_blocks.1"

@@ -472,3 +472,35 @@ def test_latent_is_the_estimate_the_ddim_step_moves_towards(tiny_sd):
     unguided = sample(tiny_sd, prompt=PROMPT, seed=3, steps=steps, cfg=1.0, energy=energy, strength=0.0,
                       features=[LATENT], observe=True, sources=[SourceSpec("orig", PROMPT, features=[LATENT])])
     assert result.trace[-1].terms["x0"] < unguided.trace[-1].terms["x0"]
+
+
+def test_pixels_are_the_decoded_clean_latent_and_carry_a_gradient(tiny_sd):
+    """`pixels()` is x̂₀ decoded by the pipeline's VAE (the same decode as the final image, in
+    [0, 1] instead of [−1, 1]), for the guided row with a gradient back to the latents, and for a
+    source without one; guidance on it lowers its energy."""
+    from sgl.ir.ops import LATENT, PIXELS
+    from sgl.runtime.sampler import decode_pixels
+
+    pairs, differentiable = [], []
+
+    def energy(step, recorded):
+        orig = recorded["orig"].feats
+        pairs.append((orig[LATENT].clone(), orig[PIXELS].clone()))
+        picture = recorded[SELF].feats[PIXELS]
+        differentiable.append(picture.requires_grad)
+        value = (picture - 1.0).abs().mean()
+        return EnergyOut(value, {"white": float(value.detach())})
+
+    steps = 4
+    kw = dict(prompt=PROMPT, seed=3, steps=steps, cfg=1.0, gradient="unit", energy=energy,
+              features=[PIXELS], sources=[SourceSpec("orig", PROMPT, features=[LATENT, PIXELS])])
+    guided = sample(tiny_sd, strength=3.0, **kw)
+    assert differentiable == [True] * steps
+    for x0, picture in pairs:
+        f = tiny_sd.vae_scale_factor
+        assert picture.shape[1] == 3 and picture.shape[-2:] == (f * x0.shape[-2], f * x0.shape[-1])
+        with torch.no_grad():
+            assert torch.allclose(picture, decode_pixels(tiny_sd.vae, x0), atol=1e-5)
+    pairs.clear()
+    unguided = sample(tiny_sd, strength=0.0, observe=True, **kw)
+    assert guided.trace[-1].terms["white"] < unguided.trace[-1].terms["white"]

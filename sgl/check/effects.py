@@ -9,7 +9,7 @@ from sgl.check.resolve import Resolver, is_macro
 from sgl.diagnostics import Diagnostic
 from sgl.syntax import ast
 
-READERS = frozenset({"attn", "feat", "latent"})   # the intrinsics that read a run
+READERS = frozenset({"attn", "feat", "latent", "pixels"})   # the intrinsics that read a run
 
 
 def _calls(node):

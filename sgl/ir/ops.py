@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from sgl.check.types import FEATURES, MAP, SCALAR, VEC2, VECTOR, Type
 
-LEAVES = frozenset({"const", "attn", "feat", "latent", "x", "y", "mask"})
-READS = frozenset({"attn", "feat", "latent"})  # leaves that read a run (arg: (source, …))
-# `latent()` reads this pseudo feature layer: the runtime fills it with the model's estimate of
-# the clean latent (x̂₀) of the row, not with a module's output
+LEAVES = frozenset({"const", "attn", "feat", "latent", "pixels", "x", "y", "mask"})
+READS = frozenset({"attn", "feat", "latent", "pixels"})  # leaves that read a run (arg: (source, …))
+# `latent()` and `pixels()` read these pseudo feature layers: the runtime fills them with the
+# model's estimate of the clean latent (x̂₀) of the row and with x̂₀ decoded by the VAE, not with
+# a module's output
 LATENT = "latent"
+PIXELS = "pixels"
+COMPUTED = frozenset({LATENT, PIXELS})
 VALUE_TYPES = (SCALAR, VEC2, MAP, FEATURES, VECTOR)
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -57,7 +60,7 @@ INTRINSICS: dict[str, tuple[tuple[tuple[Type, ...], Type], ...]] = {
     # The prelude declares detach on Maps; in the IR the gradient cut wraps any value in it.
     "detach": tuple(((t,), t) for t in VALUE_TYPES),
 }
-LEAF_INTRINSICS = {"attn": MAP, "feat": FEATURES, "latent": FEATURES, "x": MAP, "y": MAP, "mask": MAP}
+LEAF_INTRINSICS = {"attn": MAP, "feat": FEATURES, "latent": FEATURES, "pixels": FEATURES, "x": MAP, "y": MAP, "mask": MAP}
 COMPILE_TIME = frozenset({"objects", "others"})
 DISTANCES = frozenset({"l1", "l2"})
 

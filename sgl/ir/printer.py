@@ -41,8 +41,8 @@ def _leaf(node: Node) -> str:
     if node.op == "feat":
         source, layer = node.arg
         return f"feat[{source}]({layer})"
-    if node.op == "latent":
-        return f"latent[{node.arg[0]}]()"
+    if node.op in ("latent", "pixels"):
+        return f"{node.op}[{node.arg[0]}]()"
     if node.op == "mask":
         return f'mask("{node.arg}")'
     return node.op  # x, y
@@ -106,7 +106,7 @@ def format_ir(program: EnergyProgram) -> str:
 def _json_arg(node: Node):
     if node.op == "attn":
         return {"source": node.arg[0], "words": list(node.arg[1])}
-    if node.op in ("feat", "latent"):
+    if node.op in ("feat", "latent", "pixels"):
         return {"source": node.arg[0], "layer": node.arg[1]}
     if isinstance(node.arg, tuple):
         return list(node.arg)

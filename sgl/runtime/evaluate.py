@@ -93,10 +93,15 @@ def intrinsic(name: str):
 # --- the one resampling of maps -------------------------------------------------------------
 
 def resample(m: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """A map [B, h, w] on the grid (H, W): bilinear, cell centres aligned (align_corners=False).
-    The only place where maps change resolution."""
+    """A map [B, h, w] on the grid (H, W). The only place where maps change resolution.
+    Upsampling is bilinear, cell centres aligned (align_corners=False); reducing (a map read
+    from the decoded picture, 64×64 → 16×16 in `shapes`) averages the area of every cell, so
+    that a cell half covered by an object reads one half — bilinear reduction would read only
+    the pixels nearest each cell centre."""
     if tuple(m.shape[-2:]) == tuple(grid):
         return m
+    if m.shape[-2] >= grid[0] and m.shape[-1] >= grid[1]:
+        return F.interpolate(m.unsqueeze(1), size=tuple(grid), mode="area").squeeze(1)
     return F.interpolate(m.unsqueeze(1), size=tuple(grid), mode="bilinear", align_corners=False).squeeze(1)
 
 
@@ -139,6 +144,13 @@ def feat(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
 def latent(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
     """The model's estimate of the clean latent [B, C, h, w] at this step (the runtime computes
     it from the row's input and output: `sampler.clean_latent`)."""
+    return recorded.to(dtype)
+
+
+@intrinsic("pixels")
+def pixels(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+    """x̂₀ decoded by the VAE: the picture the model would show if it stopped at this step,
+    [B, 3, H, W] RGB in [0, 1] at the image's resolution (`sampler.decode_pixels`)."""
     return recorded.to(dtype)
 
 
@@ -417,7 +429,7 @@ def l2(a, b):
 RANK = {"Scalar": 0, "Vec2": 1, "Vector": 1, "Map": 2, "Features": 3}
 BROADCASTING = frozenset({"add", "sub", "mul", "div"})
 CONTEXT = frozenset({"arg", "grid", "dtype", "device"})
-READS = frozenset({"attn", "feat", "latent"})
+READS = frozenset({"attn", "feat", "latent", "pixels"})
 
 
 @dataclass

@@ -15,7 +15,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from sgl.diagnostics import SGLError, Span
-from sgl.ir.ops import LATENT
+from sgl.ir.ops import COMPUTED
 
 # Architectures are recognised by their block layout (not channel counts), so that a small
 # model with SD's or SDXL's layout gets the same layers as the real one.
@@ -116,12 +116,13 @@ def select_attention_layers(unet, pattern: str | None, profile: Profile, *,
 
 def resolve_feature_layers(unet, names, profile: Profile, *, span: Span | None = None) -> tuple[str, ...]:
     """Module names for requested feature layers; "default" is the profile's feature layer and
-    `LATENT` (what `latent()` reads) stays itself: the sampler computes it, no module."""
+    x̂₀ and its picture (what `latent()` and `pixels()` read, `COMPUTED`) stay themselves: the
+    sampler computes them, no module."""
     modules = dict(unet.named_modules())
     out = []
     for name in names:
         resolved = profile.feature_layer if name in ("default", None) else name
-        if resolved not in modules and resolved != LATENT:
+        if resolved not in modules and resolved not in COMPUTED:
             raise SGLError.single("E212", f"the model has no layer named {resolved!r}", span,
                                   hint="feature layers are UNet module names such as `up_blocks.1`")
         if resolved not in out:

@@ -33,7 +33,7 @@ import torch
 from sgl.check.settings import GRADIENTS
 from sgl.runtime.balance import Balancer
 from sgl.diagnostics import SGLError, Span
-from sgl.ir.ops import LATENT
+from sgl.ir.ops import COMPUTED, LATENT, PIXELS
 from sgl.runtime.hooks import Recorded, Recorder, SourceRows
 from sgl.runtime.pipelines import ModelInfo, model_info
 from sgl.runtime.profiles import resolve_feature_layers, select_attention_layers
@@ -79,8 +79,9 @@ def clean_latent(model_input: torch.Tensor, output: torch.Tensor, alpha: float, 
 
 
 def hooked(features: Sequence[str]) -> tuple[str, ...]:
-    """The feature layers a module hook records: all but `LATENT`, which the sampler computes."""
-    return tuple(f for f in features if f != LATENT)
+    """The feature layers a module hook records: all but x̂₀ and its decoded picture
+    (`COMPUTED`), which the sampler computes."""
+    return tuple(f for f in features if f not in COMPUTED)
 
 
 def alpha_bar(scheduler, timestep) -> float:
@@ -331,24 +332,43 @@ def to_model_output(delta_eps: torch.Tensor, prediction_type: str, sigma: float)
     return delta_eps
 
 
+def _unscale(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents as the UNet sees them → as the VAE decodes them (SDXL's latent statistics or the
+    scaling factor)."""
+    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+    if mean is not None and std is not None:
+        view = (1, latents.shape[1], 1, 1)
+        mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(view)
+        std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(view)
+        return latents * std_t / vae.config.scaling_factor + mean_t
+    return latents / vae.config.scaling_factor
+
+
+def _decoder(vae):
+    """The VAE to decode with: an fp32 copy (made once per VAE) when the fp16 VAE must be
+    upcast to decode without overflow (SDXL's `force_upcast`), else the VAE itself."""
+    if not (vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)):
+        return vae
+    upcast = getattr(vae, "_sgl_fp32_decoder", None)
+    if upcast is None:
+        upcast = copy.deepcopy(vae).to(torch.float32)
+        object.__setattr__(vae, "_sgl_fp32_decoder", upcast)  # not a submodule: kept out of state_dict
+    return upcast
+
+
+def decode_pixels(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents [B, C, h, w] → RGB [B, 3, H, W], about [0, 1] (not clamped, so that a gradient
+    reaches saturated colours): what `pixels()` reads, differentiable when `latents` is."""
+    decoder = _decoder(vae)
+    image = decoder.decode(_unscale(vae, latents.to(decoder.dtype)), return_dict=False)[0]
+    return image * 0.5 + 0.5
+
+
 def decode_latents(pipe, latents: torch.Tensor) -> list:
     """Latents → PIL images, as the pipelines decode them (SDXL's latent statistics and fp16
     VAE upcasting included)."""
-    vae = pipe.vae
     with torch.no_grad():
-        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-        decode_dtype = torch.float32 if upcast else vae.dtype
-        vae_for_decode = copy.deepcopy(vae).to(torch.float32) if upcast else vae
-        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-        latents = latents.to(decode_dtype)
-        if mean is not None and std is not None:
-            view = (1, latents.shape[1], 1, 1)
-            mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(view)
-            std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(view)
-            latents = latents * std_t / vae.config.scaling_factor + mean_t
-        else:
-            latents = latents / vae.config.scaling_factor
-        image = vae_for_decode.decode(latents, return_dict=False)[0]
+        image = decode_pixels(pipe.vae, latents) * 2 - 1
         return pipe.image_processor.postprocess(image, output_type="pil")
 
 
@@ -494,9 +514,9 @@ class _Sampler:
                  requests: list[SourceRows]) -> tuple[torch.Tensor, dict[str, Recorded]]:
         latents = torch.cat([r[0] for r in rows])
         emb = torch.cat([r[1].emb for r in rows])
-        # x̂₀ is computed here, not hooked: the recorder sees the requests without it
-        wants_latent = [r for r in requests if LATENT in r.features]
-        to_hook = [dataclasses.replace(r, features=hooked(r.features)) if LATENT in r.features else r
+        # x̂₀ and its picture are computed here, not hooked: the recorder sees the requests without them
+        wants_latent = [r for r in requests if COMPUTED & set(r.features)]
+        to_hook = [dataclasses.replace(r, features=hooked(r.features)) if COMPUTED & set(r.features) else r
                    for r in requests]
         added = None
         if self.info.family == "sdxl":
@@ -512,7 +532,12 @@ class _Sampler:
             for request in wants_latent:
                 rows_ = torch.as_tensor(list(request.rows), device=latents.device)
                 x0 = clean_latent(latents.index_select(0, rows_), eps.index_select(0, rows_), alpha, self.prediction_type)
-                recorded.setdefault(request.name, Recorded()).feats[LATENT] = x0.to(torch.promote_types(x0.dtype, torch.float32))
+                feats = recorded.setdefault(request.name, Recorded()).feats
+                if LATENT in request.features:
+                    feats[LATENT] = x0.to(torch.promote_types(x0.dtype, torch.float32))
+                if PIXELS in request.features:
+                    picture = decode_pixels(self.pipe.vae, x0)
+                    feats[PIXELS] = picture.to(torch.promote_types(picture.dtype, torch.float32))
         return eps, recorded
 
     def _no_grad_pass(self, recorder, step: StepInfo, timestep, guided_cond_here: bool,
@@ -545,7 +570,7 @@ class _Sampler:
             record = run.records_at(step)
             # the cache keeps a run's features under its own prompt, whatever this program reads
             own_features = None if run.feature_cond is None or self.cache_sources else \
-                tuple(f for f in run.features if f == LATENT)
+                tuple(f for f in run.features if f in COMPUTED)
             if run.kind == "generate":
                 src_in = run.scheduler.scale_model_input(run.latents, timestep)
                 if run.uncond is not None:
