@@ -74,8 +74,9 @@ is a bug in SGL (or in code that calls the evaluator directly with its own tenso
 
 Vectors have no length in the type system: `pool(feat(), …)` (e.g. `appearance`) has one entry
 per channel of the feature layer, `pool(latent(), …)` (e.g. `colour`) one per channel of the
-VAE's latent, so the two differ. Compare a Vector with one read from the same kind of features:
-`appearance` with `appearance`, `colour` with `colour`, `like(latent(), colour(o))`.
+VAE's latent and `pool(pixels(), …)` (e.g. `rgb`) one per colour channel, so they differ. Compare
+a Vector with one read from the same kind of features: `appearance` with `appearance`, `colour`
+with `colour`, `like(latent(), colour(o))`, `like(pixels(), rgb(o))`.
 """,
 }
 
@@ -637,7 +638,7 @@ class Evaluator:
         term = next(t for t, reach in zip(self.terms, self._reach) if step.slot in reach)
         shapes = ", ".join(str(tuple(values[i].shape)) for i in step.inputs)
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        hint = ("a Vector read from feat() (e.g. appearance) and one read from latent() (e.g. colour) "
+        hint = ("Vectors read from feat() (e.g. appearance), latent() (e.g. colour) and pixels() (e.g. rgb) "
                 "have different lengths: compare a Vector with one of the same kind"
                 if "size" in first_line else None)
         return SGLError.single("E244", f"`{step.op}` cannot combine values of the shapes {shapes}",
