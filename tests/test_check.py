@@ -506,6 +506,16 @@ def test_constant_target_outside_the_image_is_a_warning():
     assert w.code == "W001" and w.span.line == 2
 
 
+def test_a_target_outside_the_image_is_found_through_numeric_intrinsics():
+    """The checker folds relu, abs, sqrt, norm and dot of constants as the IR does, so W001
+    sees `(relu(2), 0.5)` as (2, 0.5)."""
+    c = checked(HEAD + "centroid(dog) = (relu(2), 0.5)\ncentroid(cat) = (sqrt(0.25), abs(-0.5))\n"
+                "size(dog) = norm((0.3, 0.4))\n")
+    assert [(w.code, w.span.line) for w in c.warnings] == [("W001", 2)]
+    c = checked(HEAD + "centroid(dog) = (dot((1, 1), (0.5, 0.75)), 0.5)\n")
+    assert [w.code for w in c.warnings] == ["W001"]
+
+
 # ----------------------------------------------------------------------------- stdlib
 
 def test_core_properties_follow_the_paper():

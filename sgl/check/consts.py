@@ -10,6 +10,8 @@ argument for it at every call.
 
 from __future__ import annotations
 
+import math
+
 from sgl.check import errors
 from sgl.check.resolve import Resolver, is_macro
 from sgl.diagnostics import Diagnostic
@@ -155,7 +157,25 @@ class ConstChecker:
             if a is None or b is None:
                 return None
             return _arith(e.op, a, b)
+        if self._numeric_intrinsic(e):
+            args = [self.fold(a) for a in e.args]
+            return None if None in args else _numeric(e.func, args)
         return None
+
+
+def _numeric(name: str, args: list):
+    """A numeric intrinsic on folded Scalars and Vec2s, as the IR evaluates it (ir/fold.py);
+    None for an overload the checker does not fold (Vectors)."""
+    scalars = all(isinstance(a, float) for a in args)
+    pairs = all(isinstance(a, tuple) and len(a) == 2 for a in args)
+    if name in ("relu", "abs", "sqrt") and len(args) == 1 and scalars:
+        v = args[0]
+        return max(v, 0.0) if name == "relu" else abs(v) if name == "abs" else math.sqrt(max(v, 1e-12))
+    if name == "norm" and len(args) == 1 and pairs:
+        return math.hypot(*args[0])
+    if name == "dot" and len(args) == 2 and pairs:
+        return args[0][0] * args[1][0] + args[0][1] * args[1][1]
+    return None
 
 
 def _arith(op: str, a, b):
