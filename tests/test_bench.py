@@ -73,6 +73,19 @@ def test_bench_module_option_adds_a_row_on_the_same_originals(tmp_path):
     assert " copy " in done.stdout
 
 
+@pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
+def test_bench_methods_none_runs_only_the_module_rows(tmp_path):
+    """`--methods none --module NAME=PATH`: only the variant's row (and prompt-only, which
+    samples nothing new), to measure a variant against an earlier run on the same scenes."""
+    out = tmp_path / "edits.json"
+    done = _bench("edits", "--n", "1", "--steps", "3", "--kinds", "move", "--methods", "none",
+                  "--module", f"mine={ROOT / 'stdlib' / 'edits.sgl'}", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["rows"] == ["mine", "prompt-only"]
+    done = _bench("edits", "--n", "1", "--methods", "none")
+    assert done.returncode != 0 and "none with --module" in done.stderr
+
+
 def test_bench_module_option_is_checked():
     done = _bench("edits", "--n", "1", "--module", "sgl=stdlib/edits.sgl")
     assert done.returncode != 0 and "a new row name" in done.stderr

@@ -690,7 +690,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--methods", default="sgl,port",
                         help="comma-separated rows besides prompt-only: sgl (the stdlib), port (the SDXL "
-                             "port's weights and update, examples/bench/port_edits.sgl)")
+                             "port's weights and update, examples/bench/port_edits.sgl), or none (only the "
+                             "--module rows: a variant measured against an earlier run's sgl row)")
     parser.add_argument("--grid", metavar="DIR", help="save one PNG per edit kind: originals, then each row's edits")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting in the sgl row's programs (e.g. --set strength=2 for a sweep)")
@@ -714,8 +715,10 @@ def command(args) -> int:
     if unknown:
         raise SystemExit(f"unknown edit kinds: {', '.join(unknown)} (known: {', '.join(KINDS)})")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods or any(m not in METHODS for m in methods):
-        raise SystemExit(f"--methods takes some of: {', '.join(METHODS)}")
+    if methods == ["none"] and args.modules:
+        methods = []
+    elif not methods or any(m not in METHODS for m in methods):
+        raise SystemExit(f"--methods takes some of: {', '.join(METHODS)}, or none with --module")
     from sgl.cli import parse_setting_value
 
     overrides = {}
