@@ -27,7 +27,7 @@ from sgl.check.imports import stdlib_key, stdlib_modules
 from sgl.ir import errors, passes
 from sgl.ir.fold import const, evaluate_const
 from sgl.ir.nodes import Graph, Node, Term
-from sgl.ir.ops import COMPILE_TIME, INTRINSICS, LATENT, LEAF_INTRINSICS, PIXELS, OP_OF_SYMBOL, result_type
+from sgl.ir.ops import COMPILE_TIME, COMPUTED, INTRINSICS, LEAF_INTRINSICS, OP_OF_SYMBOL, result_type
 from sgl.ir.printer import fmt_const
 from sgl.ir.program import EnergyProgram
 from sgl.ir.walk import reads
@@ -315,10 +315,8 @@ class _Lowerer:
             return self.graph.node("attn", type, (), (ctx.source, obj.words))
         if call.func == "feat":
             return self.graph.node("feat", type, (), (ctx.source, "default"))
-        if call.func == "latent":
-            return self.graph.node("latent", type, (), (ctx.source, LATENT))
-        if call.func == "pixels":
-            return self.graph.node("pixels", type, (), (ctx.source, PIXELS))
+        if call.func in COMPUTED:  # latent(), pixels(): the pseudo layer of the same name
+            return self.graph.node(call.func, type, (), (ctx.source, call.func))
         if call.func == "mask":
             (path,) = args
             return self.graph.node("mask", type, (), path)

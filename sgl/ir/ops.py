@@ -13,7 +13,7 @@ LEAVES = frozenset({"const", "attn", "feat", "latent", "pixels", "x", "y", "mask
 READS = frozenset({"attn", "feat", "latent", "pixels"})  # leaves that read a run (arg: (source, …))
 # `latent()` and `pixels()` read these pseudo feature layers: the runtime fills them with the
 # model's estimate of the clean latent (x̂₀) of the row and with x̂₀ decoded by the VAE, not with
-# a module's output
+# a module's output. Each is named after the intrinsic that reads it (the lowering relies on it).
 LATENT = "latent"
 PIXELS = "pixels"
 COMPUTED = frozenset({LATENT, PIXELS})

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from sgl.diagnostics import SGLError
 from sgl.ir.walk import toposort
 from sgl.ir.nodes import Node, Term
+from sgl.ir.ops import READS
 
 SELF = "self"
 EPS = 1e-12  # denominators of normalisations and mass averages; sqrt's floor
@@ -430,7 +431,6 @@ def l2(a, b):
 RANK = {"Scalar": 0, "Vec2": 1, "Vector": 1, "Map": 2, "Features": 3}
 BROADCASTING = frozenset({"add", "sub", "mul", "div"})
 CONTEXT = frozenset({"arg", "grid", "dtype", "device"})
-READS = frozenset({"attn", "feat", "latent", "pixels"})
 
 
 @dataclass
