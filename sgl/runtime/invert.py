@@ -18,7 +18,7 @@ import torch
 from sgl.diagnostics import SGLError, Span
 from sgl.runtime.images import fit_image, load_image
 from sgl.runtime.pipelines import ModelInfo, model_info
-from sgl.runtime.sampler import Trajectory, encode_text, out_of_memory_error
+from sgl.runtime.sampler import Trajectory, encode_text, out_of_memory_error, scale_latents, vae_in_fp32
 
 
 def prepare_image(image, height: int, width: int, *, span: Span | None = None):
@@ -30,20 +30,10 @@ def prepare_image(image, height: int, width: int, *, span: Span | None = None):
 
 def encode_image(pipe, image) -> torch.Tensor:
     """The VAE latent (distribution mean, scaled as the UNet expects) of a PIL image."""
-    vae = pipe.vae
-    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-    encoder = copy.deepcopy(vae).to(torch.float32) if upcast else vae
+    encoder = vae_in_fp32(pipe.vae)
     pixels = pipe.image_processor.preprocess(image).to(pipe._execution_device, encoder.dtype)
     with torch.no_grad():
-        latents = encoder.encode(pixels).latent_dist.mean
-    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-    if mean is not None and std is not None:
-        view = (1, latents.shape[1], 1, 1)
-        mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(view)
-        std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(view)
-        latents = (latents - mean_t) * vae.config.scaling_factor / std_t
-    else:
-        latents = latents * vae.config.scaling_factor
+        latents = scale_latents(pipe.vae, encoder.encode(pixels).latent_dist.mean)
     return latents.to(pipe.unet.dtype)
 
 

@@ -332,35 +332,52 @@ def to_model_output(delta_eps: torch.Tensor, prediction_type: str, sigma: float)
     return delta_eps
 
 
-def _unscale(vae, latents: torch.Tensor) -> torch.Tensor:
-    """Latents as the UNet sees them → as the VAE decodes them (SDXL's latent statistics or the
-    scaling factor)."""
+def _latent_stats(vae, latents: torch.Tensor):
+    """SDXL-style per-channel latent (mean, std) as tensors shaped to broadcast over `latents`,
+    or None when the VAE has only a scaling factor."""
     mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-    if mean is not None and std is not None:
-        view = (1, latents.shape[1], 1, 1)
-        mean_t = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(view)
-        std_t = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(view)
-        return latents * std_t / vae.config.scaling_factor + mean_t
-    return latents / vae.config.scaling_factor
+    if mean is None or std is None:
+        return None
+    view = (1, latents.shape[1], 1, 1)
+    return (torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(view),
+            torch.tensor(std, device=latents.device, dtype=latents.dtype).view(view))
 
 
-def _decoder(vae):
-    """The VAE to decode with: an fp32 copy (made once per VAE) when the fp16 VAE must be
-    upcast to decode without overflow (SDXL's `force_upcast`), else the VAE itself."""
+def scale_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents as the VAE encodes them → as the UNet sees them."""
+    stats = _latent_stats(vae, latents)
+    if stats is None:
+        return latents * vae.config.scaling_factor
+    mean_t, std_t = stats
+    return (latents - mean_t) * vae.config.scaling_factor / std_t
+
+
+def unscale_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents as the UNet sees them → as the VAE decodes them (the inverse of `scale_latents`)."""
+    stats = _latent_stats(vae, latents)
+    if stats is None:
+        return latents / vae.config.scaling_factor
+    mean_t, std_t = stats
+    return latents * std_t / vae.config.scaling_factor + mean_t
+
+
+def vae_in_fp32(vae):
+    """The VAE to encode and decode with: an fp32 copy (made once per VAE) when the fp16 VAE must
+    be upcast to run without overflow (SDXL's `force_upcast`), else the VAE itself."""
     if not (vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)):
         return vae
-    upcast = getattr(vae, "_sgl_fp32_decoder", None)
+    upcast = getattr(vae, "_sgl_fp32_copy", None)
     if upcast is None:
         upcast = copy.deepcopy(vae).to(torch.float32)
-        object.__setattr__(vae, "_sgl_fp32_decoder", upcast)  # not a submodule: kept out of state_dict
+        object.__setattr__(vae, "_sgl_fp32_copy", upcast)  # not a submodule: kept out of state_dict
     return upcast
 
 
 def decode_pixels(vae, latents: torch.Tensor) -> torch.Tensor:
     """Latents [B, C, h, w] → RGB [B, 3, H, W], about [0, 1] (not clamped, so that a gradient
     reaches saturated colours): what `pixels()` reads, differentiable when `latents` is."""
-    decoder = _decoder(vae)
-    image = decoder.decode(_unscale(vae, latents.to(decoder.dtype)), return_dict=False)[0]
+    decoder = vae_in_fp32(vae)
+    image = decoder.decode(unscale_latents(vae, latents.to(decoder.dtype)), return_dict=False)[0]
     return image * 0.5 + 0.5
 
 
@@ -515,21 +532,21 @@ class _Sampler:
         latents = torch.cat([r[0] for r in rows])
         emb = torch.cat([r[1].emb for r in rows])
         # x̂₀ and its picture are computed here, not hooked: the recorder sees the requests without them
-        wants_latent = [r for r in requests if COMPUTED & set(r.features)]
-        to_hook = [dataclasses.replace(r, features=hooked(r.features)) if COMPUTED & set(r.features) else r
+        wants_computed = [r for r in requests if COMPUTED & set(r.features)]
+        to_hook = [dataclasses.replace(r, features=hooked(r.features)) if r in wants_computed else r
                    for r in requests]
         added = None
         if self.info.family == "sdxl":
             added = {"text_embeds": torch.cat([r[1].text_embeds for r in rows]),
                      "time_ids": torch.cat([r[1].time_ids for r in rows])}
-        recorder.expect(to_hook, latents.shape[-2:], device=latents.device, whole=bool(wants_latent))
+        recorder.expect(to_hook, latents.shape[-2:], device=latents.device, whole=bool(wants_computed))
         with recorder.forward_scope():
             eps = self.unet(latents, timestep, encoder_hidden_states=emb, added_cond_kwargs=added,
                             return_dict=False)[0]
         recorded = recorder.collect()
-        if wants_latent:
+        if wants_computed:
             alpha = alpha_bar(self.guided.scheduler, timestep)
-            for request in wants_latent:
+            for request in wants_computed:
                 rows_ = torch.as_tensor(list(request.rows), device=latents.device)
                 x0 = clean_latent(latents.index_select(0, rows_), eps.index_select(0, rows_), alpha, self.prediction_type)
                 feats = recorded.setdefault(request.name, Recorded()).feats
