@@ -18,7 +18,9 @@ scores the edited image against what the edit asked for:
                        original does not show: a must wear it where a was, its old colour gone
   layout_appearance    the prompt leaves both colours open; a reference names two new colours:
                        each object where it was in the original, in the reference's colour
-  compose              a within 0.05 of where reference r1 drew it, b where r2 drew it
+  compose              a within 0.05 of where reference r1 drew it, b where r2 drew it; r2 is
+                       drawn again (up to LAYOUT_TRIES seeds) until b lies clear of r1's a: two
+                       objects asked for one place is an edit the model never draws
   real_move            on a rendered (real) image, loaded and inverted: a within 0.05 of its true
                        centroid + (dx, dy), the others within 0.05 of theirs
 
@@ -30,7 +32,10 @@ object fails in every row (one whose originals all show an object twice keeps th
 the model drew in another object's colour is not missing (colour leakage: "a triangle and a
 small red square" often comes out as two red objects): `locate` tells the two blobs of that
 colour apart by their shape words, and the swap is then scored where a was (until session 14
-such scenes failed in every row, three of every sixteen swaps). A
+such scenes failed in every row, three of every sixteen swaps). Objects found by their shape
+words must be told apart by them (`told_apart`; since session 19): an original whose star is as
+round as a circle, or that draws "a square and a circle" as two round blobs, is drawn again like
+one with an object twice, because which blob the edit means would be a guess. A
 reference is redrawn the same way when it does not show the colours its caption names for the
 objects the edit copies (the model sometimes draws another colour): the look to copy is what
 the reference drew, and it must differ from the original's.
@@ -62,6 +67,7 @@ from sgl.models.shapes.data import COLOURS, caption_of
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
 REDRAWS = 2                       # other seeds tried for an original that lacks an object
 REDRAW_SEED_STEP = 100_000        # redraw k samples with seed index + k·step (clear of references' seeds)
+LAYOUT_TRIES = 8                  # seeds tried for a compose reference whose object must lie clear of the other's
 CENTROID_TOL = 0.05
 AREA_TOL = 0.20
 DRIFT_TARGET = 0.03
@@ -232,6 +238,19 @@ def locate(blobs, objects, components=None) -> list:
     return found
 
 
+def told_apart(found, objects) -> bool:
+    """Whether the objects `locate` found by their shape words (those whose colour the prompt
+    leaves open, with any named object whose colour one of them wears) clearly have those shapes
+    (`measure.shapes_told_apart`); objects found by their named colours need no shape."""
+    by_shape = [i for i, o in enumerate(objects) if not o.says_colour]
+    worn = {found[i].colour for i in by_shape}
+    by_shape += [j for j, o in enumerate(objects) if o.says_colour and o.colour in worn]
+    shapes = [objects[i].shape for i in by_shape]
+    if len(set(shapes)) < len(shapes):  # one shape twice: `locate` did not go by shape
+        return True
+    return measure.shapes_told_apart([found[i].mask for i in by_shape], shapes)
+
+
 def _match(candidates, objects, which, found) -> None:
     """Assign `candidates` (as many blobs as `which` names objects) to those objects by their
     shape words, in `found`; nothing when there are too few or two share a shape."""
@@ -242,6 +261,17 @@ def _match(candidates, objects, which, found) -> None:
         return
     for bl, shape in zip(candidates, match_shapes([bl.mask for bl in candidates], shapes)):
         found[next(i for i in which if objects[i].shape == shape)] = bl
+
+
+def touching(m1: np.ndarray, m2: np.ndarray) -> bool:
+    """Whether two masks share a pixel or lie side by side (8-connected)."""
+    grown = m1.copy()
+    grown[1:] |= m1[:-1]
+    grown[:-1] |= m1[1:]
+    wide = grown.copy()
+    wide[:, 1:] |= grown[:, :-1]
+    wide[:, :-1] |= grown[:, 1:]
+    return bool((wide & m2).any())
 
 
 def _radius(area: float) -> float:
@@ -321,8 +351,13 @@ class Bench:
         so that the edit is measured on an original that shows what it edits, each object once:
         with an object drawn twice, which of the two an edit means is ambiguous, and a resize
         of "the green square" grew one copy while the other vanished (session 17). When every
-        draw shows an object twice, the first that shows every object is kept. Returns (seed,
-        image, blobs, found, redraws used)."""
+        draw shows an object twice, the first that shows every object is kept. An original
+        whose objects are found by their shape words (`locate`: the prompt leaves their colours
+        open) is drawn again, like one with an object twice, when those shapes are not clearly
+        told apart (`told_apart`: a star as round as a circle, two round blobs for "a square
+        and a circle"): which blob the edit's words mean is then a guess, and on scenes
+        624–655 two such guesses scored correct recolourings as failures (session 19).
+        Returns (seed, image, blobs, found, redraws used)."""
         kept = None
         for k in range(REDRAWS + 1):
             seed = index + REDRAW_SEED_STEP * k
@@ -332,23 +367,31 @@ class Bench:
             found = locate(orig, objects, components)
             if None in found:
                 continue
-            if measure.object_count(components) == len(objects):  # no object twice, no stray blob
+            if measure.object_count(components) == len(objects) and told_apart(found, objects):
                 return seed, original, orig, found, k
             kept = kept or (seed, original, orig, found, k)
         return kept or (seed, original, orig, found, k)
 
-    def valid_reference(self, caption: str, seed: int, colours) -> tuple[int, int, bool]:
+    def valid_reference(self, caption: str, seed: int, colours, clear_of=None) -> tuple[int, int, bool]:
         """The seed of a reference that shows every colour in `colours` (those its caption names
         for the objects an edit copies from it): sampled with `seed`, and when the model drew
         another colour or left an object out, with up to REDRAWS other seeds (seed + k·step).
         An appearance is copied from what a reference drew, so a reference that ignores its
         colour words would score a faithful copy as a failure (and doing nothing, in the
-        original's colour, as a success). Returns (seed, redraws used, whether it shows them)."""
-        for k in range(REDRAWS + 1):
+        original's colour, as a success). With `clear_of` (a mask: where another reference
+        puts another object), the object of the first colour must also lie clear of it, and up
+        to LAYOUT_TRIES seeds are tried (`edit_compose`); when none is clear, the first that
+        shows the colours is kept. Returns (seed, redraws used, whether it shows them)."""
+        tries = REDRAWS + 1 if clear_of is None else LAYOUT_TRIES
+        first = None
+        for k in range(tries):
             blobs = _blobs(self.original(caption, seed + REDRAW_SEED_STEP * k))
-            if all(blobs[c].present for c in colours):
+            if not all(blobs[c].present for c in colours):
+                continue
+            if clear_of is None or not touching(blobs[colours[0]].mask, clear_of):
                 return seed + REDRAW_SEED_STEP * k, k, True
-        return seed, REDRAWS, False
+            first = first or (seed + REDRAW_SEED_STEP * k, k, True)
+        return first or (seed, tries - 1, False)
 
     # -- the edits ---------------------------------------------------------------------------
 
@@ -473,7 +516,10 @@ class Bench:
 
     def edit_compose(self, kind, index, scene, a, b, base, original, orig, found, method):
         r1_seed, r1_redrawn, r1_shown = self.valid_reference(_caption(a), index + 2000, [a.colour])
-        r2_seed, r2_redrawn, r2_shown = self.valid_reference(_caption(b), index + 3000, [b.colour])
+        # b's reference must draw b clear of where a's draws a: two objects asked for one place
+        # is an edit the model never draws (on 624–655 all six failures but a missing reference)
+        r1_drawn = _blobs(self.original(_caption(a), r1_seed))[a.colour].mask if r1_shown else None
+        r2_seed, r2_redrawn, r2_shown = self.valid_reference(_caption(b), index + 3000, [b.colour], clear_of=r1_drawn)
         ref_redrawn = max(r1_redrawn, r2_redrawn)
         if not (r1_shown and r2_shown):
             return _no_reference(kind, index, ref_redrawn)
@@ -482,12 +528,13 @@ class Bench:
         result, secs = self.run_program(text, method)
         r1, r2 = _blobs(result.sources["r1"]), _blobs(result.sources["r2"])
         targets = {a.colour: r1[a.colour].centroid, b.colour: r2[b.colour].centroid}
+        note = "the references draw a and b in one place" if touching(r1[a.colour].mask, r2[b.colour].mask) else ""
         scores = []
         for blobs, img, s in ((_blobs(result.image), result.image, secs), (orig, None, 0.0)):
             errors = [(_dist(blobs[c].centroid, t) if blobs[c].present else None) for c, t in targets.items()]
             present = all(e is not None for e in errors)
             error = max(errors) if present else None
-            scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, "", img))
+            scores.append(Score(kind, index, bool(present and error <= CENTROID_TOL), error, None, present, s, note, img))
         return _with_references(scores, result, ref_redrawn)
 
     def edit_real_move(self, kind, index, scene, a, b, base, original, orig, found, method):
@@ -587,10 +634,10 @@ def table(results: dict) -> str:
                          f"{seconds:>7}")
     redrawn = [f"{kind} {r['redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r["redrawn"]]
     if redrawn:
-        lines.append("originals resampled with another seed because an object was missing or drawn twice: " + ", ".join(redrawn))
+        lines.append("originals resampled with another seed because an object was missing or drawn twice, or shapes were not told apart: " + ", ".join(redrawn))
     redrawn = [f"{kind} {r['ref_redrawn']} / {r['n']}" for kind, r in results["prompt-only"].items() if r.get("ref_redrawn")]
     if redrawn:
-        lines.append("references resampled because they lacked an object in its named colour: " + ", ".join(redrawn))
+        lines.append("references resampled because they lacked an object in its named colour (compose: or drew it where the other draws its own): " + ", ".join(redrawn))
     return "\n".join(lines)
 
 

@@ -149,19 +149,41 @@ def shape_features(mask: np.ndarray) -> tuple[float, float]:
     return float(fill), float(len(ys) / max(_hull_area(ys, xs), 1.0))
 
 
+def _shape_costs(masks: list, shapes: list[str]) -> dict[tuple[str, ...], float]:
+    """For every assignment of `shapes` (distinct words) to `masks` (as many), how far the blobs'
+    features lie from the rendered shapes' (summed squares)."""
+    import itertools
+
+    feats = [shape_features(m) for m in masks]
+    return {order: sum((f[0] - SHAPE_FEATURES[s][0]) ** 2 + (f[1] - SHAPE_FEATURES[s][1]) ** 2
+                       for f, s in zip(feats, order))
+            for order in itertools.permutations(shapes)}
+
+
 def match_shapes(masks: list, shapes: list[str]) -> list[str]:
     """The assignment of `shapes` (distinct words) to `masks` (as many) whose features are closest
     to the rendered shapes': more reliable than guessing each blob's shape alone, because only the
     order of two known shapes' features has to come out right."""
-    import itertools
+    costs = _shape_costs(masks, shapes)
+    return list(min(costs, key=costs.get))
 
-    feats = [shape_features(m) for m in masks]
 
-    def cost(order):
-        return sum((f[0] - SHAPE_FEATURES[s][0]) ** 2 + (f[1] - SHAPE_FEATURES[s][1]) ** 2
-                   for f, s in zip(feats, order))
+# Two blobs are told apart by their shapes when the words in the order given fit them better
+# than any other order by at least this much: half the margin of the closest pair of rendered
+# shapes (a circle and a square: 0.10).
+SHAPE_MARGIN = 0.05
 
-    return list(min(itertools.permutations(shapes), key=cost))
+
+def shapes_told_apart(masks: list, shapes: list[str], margin: float = SHAPE_MARGIN) -> bool:
+    """Whether `shapes[i]` is clearly the shape of `masks[i]`: every other order of the words
+    fits the blobs worse by at least `margin`. A model's small star can come out as round as a
+    circle, and a square as round as the circle beside it; which blob is which word is then a
+    guess (the benchmark redraws such an original, `Bench.valid_original`)."""
+    if len(masks) < 2:
+        return True
+    costs = _shape_costs(masks, shapes)
+    given = costs.pop(tuple(shapes))
+    return all(cost - given >= margin for cost in costs.values())
 
 
 def guess_shape(mask: np.ndarray) -> tuple[str | None, float]:
