@@ -96,6 +96,14 @@ def test_modifiers_any_order_stored_canonically():
     assert stmt("a < b margin 0.1").modifiers == (ast.Margin(ast.Number(0.1)),)
 
 
+def test_a_window_may_leave_out_its_end():
+    """`from A%` runs to the last step. (`to B%` alone is not a window: `from 10% to 60%` would
+    then also read as two windows.)"""
+    assert stmt("keep(dog) from 30%").modifiers == (ast.Window(30.0, 100.0),)
+    assert stmt("size(dog) = 1 from 30% weight 2").modifiers == (ast.Weight(ast.Number(2.0)), ast.Window(30.0, 100.0))
+    assert stmt("size(dog) = 1 from 30% to 60%").modifiers == (ast.Window(30.0, 60.0),)
+
+
 def test_objectives_apply_for():
     assert stmt("minimize size(dog) weight 2") == ast.Objective(
         "minimize", ast.Call("size", (ast.Name("dog"),)), (ast.Weight(ast.Number(2.0)),))
@@ -173,6 +181,8 @@ def test_comments_are_collected():
     ('prompt "a dog"\nsize(dog) == 1\n', "E006"),
     ('prompt "a dog"\nkeep(dog) from 10 to 50%\n', "E007"),
     ('prompt "a dog"\nkeep(dog) from 10% to 50\n', "E007"),
+    ('prompt "a dog"\nkeep(dog) from 10\n', "E007"),
+    ('prompt "a dog"\nkeep(dog) from 10% from 20%\n', "E009"),
     ('prompt "a dog"\nfn f(o: Object)\n', "E008"),
     ('prompt "a dog"\nsize(dog = 1\n', "E005"),
     ('prompt "a dog\n', "E004"),

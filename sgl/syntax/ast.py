@@ -145,7 +145,7 @@ class Weight:
 
 @attrs.frozen
 class Window:
-    """`from A% to B%`; stored as percentages as written."""
+    """`from A% to B%` (`from A%` alone runs to 100 %); percentages as written."""
 
     start: float
     end: float

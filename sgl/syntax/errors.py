@@ -38,7 +38,7 @@ MISTAKES: list[tuple[tuple[str, str | None, str], list[str]]] = [
     (("E007", "a window needs `%` after each bound", "write the window as `from 10% to 60%`"),
      ["keep(dog) from 10 to 50%", "keep(dog) from 10% to 50", "a = b from 10 to 50%",
       "a = b from 10% to 50", "a < b from 1 to 2%", "a < b from 1% to 2",
-      "minimize a from 1 to 2%", "minimize a from 1% to 2"]),
+      "minimize a from 1 to 2%", "minimize a from 1% to 2", "keep(dog) from 10", "a = b from 10"]),
     (("E008", "`fn` definition has no body",
       "give it a body: `fn f(o: Object) -> Scalar = expr` or `fn f(o: Object) { … }`"),
      ["fn f(o: Object)\n", "fn f(o: Object) -> Scalar\n", "fn f()\n", "fn f(o: Object)", "fn f()",
@@ -393,9 +393,11 @@ distance), or with `<`, `>`, `<=`, `>=` (inequalities):
 
     keep(square) from 10 to 60%         # error
 
-Write both bounds with `%`:
+Write every bound with `%`:
 
     keep(square) from 10% to 60%
+
+A window that runs to the last step may leave out its end: `from 10%` is `from 10% to 100%`.
 """,
     "E008": """A definition or setting is missing a part: a `fn` without a body, a `let` or `object`
 without `=`, an `image` without `generate`/`load`, a setting without its value.

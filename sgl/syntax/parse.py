@@ -205,6 +205,10 @@ class _Builder(Transformer):
         start, end = children
         return ast.Window(float(start.value), float(end.value), self.span(meta))
 
+    def window_from(self, meta, children):
+        """`from A%`: from A % of the steps to the end."""
+        return ast.Window(float(children[0].value), 100.0, self.span(meta))
+
     def using(self, meta, children):
         return ast.Using(children[0].value, self.span(meta))
 
