@@ -560,3 +560,24 @@ def test_a_compose_reference_is_redrawn_until_its_object_lies_clear_of_the_other
     assert bench.valid_reference("p", 3003, [b.colour]) == (3003, 0, True)
     crowded = _scripted_bench({3003 + step * k: on_a for k in range(LAYOUT_TRIES)})
     assert crowded.valid_reference("p", 3003, [b.colour], clear_of=a.mask) == (3003, 0, True)
+
+
+def test_an_original_showing_every_colour_fails_its_recolouring_instead_of_crashing():
+    """A smeared original can show every palette colour (one rainbow blob): a swap or layout +
+    appearance then has no new colour to ask for, and fails in every row with a note."""
+    from types import SimpleNamespace
+
+    from sgl.bench.edits import SGL, COLOURS, described, unused_colour
+
+    every = {c: SimpleNamespace(present=True) for c in COLOURS}
+    assert unused_colour(every, 3) is None
+    all_but_red = {**every, "red": SimpleNamespace(present=False)}
+    assert unused_colour(all_but_red, 3) == "red" and unused_colour(all_but_red, 3, also=("red",)) is None
+    scene = next(_apart_scene())
+    bench = _scripted_bench({})
+    for kind in ("appearance_swap", "layout_appearance"):
+        a, b = described(kind, scene)
+        run = getattr(bench, f"edit_{kind}")
+        scores = run(kind, 3, scene, a, b, {}, None, every, [None, None], SGL)
+        assert len(scores) == 2 and not any(s.success for s in scores)
+        assert "too many colours" in scores[0].note

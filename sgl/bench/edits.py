@@ -306,10 +306,11 @@ def move_succeeded(kind: str, off: float, area_ratio: float, present: bool, drif
     return off <= CENTROID_TOL and abs(area_ratio - 1) <= AREA_TOL and present and kept
 
 
-def unused_colour(blobs, index: int, also=()) -> str:
-    """A palette colour absent from the image (and not in `also`), varied with the scene index."""
+def unused_colour(blobs, index: int, also=()) -> str | None:
+    """A palette colour absent from the image (and not in `also`), varied with the scene index;
+    None when the image shows them all (a smeared original can: one rainbow blob, scene 658)."""
     free = [c for c in COLOURS if not blobs[c].present and c not in also]
-    return free[index % len(free)]
+    return free[index % len(free)] if free else None
 
 
 class Bench:
@@ -463,6 +464,8 @@ class Bench:
 
     def edit_appearance_swap(self, kind, index, scene, a, b, base, original, orig, found, method):
         new = unused_colour(orig, index)  # a colour the original does not show
+        if new is None:
+            return _no_new_colour(kind, index)
         ref = caption_of([dataclasses.replace(a, colour=new, says_colour=True), b])
         ref_seed, ref_redrawn, shown = self.valid_reference(ref, index + 1000, [new])
         if not shown:
@@ -493,7 +496,9 @@ class Bench:
 
     def edit_layout_appearance(self, kind, index, scene, a, b, base, original, orig, found, method):
         new_a = unused_colour(orig, index)
-        new_b = unused_colour(orig, index + 1, also=(new_a,))
+        new_b = unused_colour(orig, index + 1, also=(new_a,)) if new_a else None
+        if new_b is None:
+            return _no_new_colour(kind, index)
         ref = caption_of([dataclasses.replace(a, colour=new_a, says_colour=True),
                           dataclasses.replace(b, colour=new_b, says_colour=True)])
         ref_seed, ref_redrawn, shown = self.valid_reference(ref, index + 1000, [new_a, new_b])
@@ -567,6 +572,13 @@ def _with_references(scores: list[Score], result, ref_redrawn: int) -> list[Scor
     for score in scores:
         score.ref_redrawn = ref_redrawn
     return scores
+
+
+def _no_new_colour(kind: str, index: int) -> list[Score]:
+    """The scores of an edit that asks for colours the original does not show, on an original
+    that shows too many colours to leave one free (every row fails)."""
+    note = "the original shows too many colours to ask for a new one"
+    return [Score(kind, index, False, all_present=False, note=note) for _ in range(2)]
 
 
 def _no_reference(kind: str, index: int, ref_redrawn: int) -> list[Score]:
