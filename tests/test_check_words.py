@@ -34,7 +34,21 @@ def test_a_declared_object_replaces_the_phrases_it_overlaps():
     assert prompt_objects("a red circle and a blue square", [both]) == (both,)
 
 
-def test_others_drops_objects_sharing_a_word():
+def test_a_declared_object_replaces_only_the_phrases_it_names():
+    """Sharing an adjective is not naming: the star stays an object beside the declared
+    triangle, and each is the other's other (session 20: `keep_others(a)` kept nothing)."""
+    a = ObjectInfo("a", "big orange triangle", ("big", "orange", "triangle"), declared=True)
+    objs = prompt_objects("a big orange triangle and a big green star", [a])
+    assert [o.name for o in objs] == ["a", "star"]
+    assert [o.name for o in others(objs, a)] == ["star"]
+    assert [o.name for o in others(objs, objs[1])] == ["a"]
+    teddy = ObjectInfo("toy", "teddy", ("teddy",), declared=True)
+    assert prompt_objects("a teddy bear on a big table", [teddy])[0] is teddy
+    big = ObjectInfo("big", "big", ("big",), declared=False)
+    assert others(prompt_objects("a big orange triangle and a big green star"), big) == ()
+
+
+def test_others_drops_the_objects_it_names():
     objs = prompt_objects("a red circle and a blue square and a green triangle")
     circle = ObjectInfo("circle", "circle", ("circle",), declared=False)
     assert [o.name for o in others(objs, circle)] == ["square", "triangle"]

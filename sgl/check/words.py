@@ -6,8 +6,11 @@ of the prompt), the lowering uses them to expand `objects()` and `others(o)` at 
 - Words: lower-cased runs of letters.
 - Noun phrases: maximal runs of content words between stop words. "a red circle and a blue
   square" → ("red", "circle"), ("blue", "square").
-- Each phrase is one object, named by its last word. A declared `object` replaces every phrase
-  it shares a word with.
+- Each phrase is one object, named by its last word (its noun). A declared `object` replaces
+  every phrase it names (`names`): one whose noun is among its words, or inside which its words
+  run. Sharing an adjective is not naming: "big orange triangle" does not replace "big green
+  star" (until session 20 it did, which emptied `others(a)` in every prompt whose two objects
+  were both big or both small, and `keep_others(a)` kept nothing).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def prompt_objects(prompt: str, declared: Iterable[ObjectInfo] = ()) -> tuple[Ob
     out: list[ObjectInfo] = []
     placed: set[str] = set()
     for phrase in noun_phrases(prompt):
-        owner = next((d for d in declared if set(d.words) & set(phrase)), None)
+        owner = next((d for d in declared if names(d.words, phrase)), None)
         if owner is None:
             out.append(ObjectInfo(phrase[-1], " ".join(phrase), phrase, declared=False))
         elif owner.name not in placed:
@@ -64,7 +67,18 @@ def prompt_objects(prompt: str, declared: Iterable[ObjectInfo] = ()) -> tuple[Ob
     return tuple(out)
 
 
+def names(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    """Whether an object of `words` is the thing `phrase` names: the phrase's noun (its last
+    word) is one of the words ("car" or "red car" for "shiny red car"), or the words run inside
+    the phrase ("teddy" in "teddy bear", "red" in "red circle")."""
+    if not phrase:
+        return False
+    n = len(words)
+    return phrase[-1] in words or any(phrase[i:i + n] == tuple(words) for i in range(len(phrase) - n + 1))
+
+
 def others(objects: Iterable[ObjectInfo], o: ObjectInfo) -> tuple[ObjectInfo, ...]:
-    """`others(o)`: the objects that share no word with `o`."""
-    mine = set(o.words)
-    return tuple(obj for obj in objects if not (set(obj.words) & mine))
+    """`others(o)`: the objects that are not `o`: neither names the other (`names`), so the
+    objects of "a big orange triangle and a big green star" are each other's others."""
+    return tuple(obj for obj in objects
+                 if obj != o and not names(o.words, obj.words) and not names(obj.words, o.words))
