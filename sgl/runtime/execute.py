@@ -2,9 +2,10 @@
 callback, sampler output → a `Result`.
 
 This is the only place where the compiler's output meets the model. Attention is recorded
-per *word* (a word split into sub-tokens sums its columns); an object of several words reads
-the mean of its words' maps, so one recording serves every phrase, and a cached `orig` run
-recorded for all prompt words serves any later program on the same prompt.
+per *word occurrence* (a word split into sub-tokens sums its columns; a word the prompt uses
+twice is recorded at each place); an object of several words reads the mean of the maps of
+its own occurrences (`tokens.occurrence_keys`), so one recording serves every phrase, and a
+cached `orig` run recorded for all prompt words serves any later program on the same prompt.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sgl.runtime.profiles import resolve_feature_layers
 from sgl.runtime.result import Result
 from sgl.check.settings import GRADIENTS
 from sgl.runtime.sampler import SELF, SourceSpec, in_windows, sample
-from sgl.runtime.tokens import prompt_words
+from sgl.runtime.tokens import Nth, occurrence_keys, word_keys
 
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
 
@@ -72,18 +73,29 @@ def resolution_hw(value, default: tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def word_requests(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
-    """Token groups to record: one per distinct word of the requested objects."""
-    words = sorted({w for key in keys for w in key})
-    return {(w,): w for w in words}
+def word_requests(keys: Iterable[tuple[str, ...]], prompt: str) -> dict[tuple, "Nth | str"]:
+    """Token groups to record for objects `keys` in a run of `prompt`: each word occurrence an
+    object reads there (`occurrence_keys`). A word the prompt lacks is requested as itself, so
+    that the sampler reports it (E201)."""
+    out: dict[tuple, Nth | str] = {}
+    for key in keys:
+        found = occurrence_keys(prompt, tuple(key))
+        if found is None:
+            out.update({(w,): w for w in key})
+            continue
+        out.update({k: Nth(k[0], k[1] if len(k) > 1 else 0) for k in found})
+    return out
 
 
-def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]]) -> Recorded:
-    """`rec` plus a map for every multi-word key: the mean of its words' maps."""
+def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]], prompt: str) -> Recorded:
+    """`rec` (recorded per word occurrence) plus a map for every object key: the mean of the
+    maps of the word occurrences it reads in `prompt`."""
     attn = dict(rec.attn)
     for key in keys:
-        if key not in attn and all((w,) in attn for w in key):
-            attn[key] = torch.stack([attn[(w,)] for w in key]).mean(0)
+        found = occurrence_keys(prompt, tuple(key))
+        if key in attn or found is None or not all(k in attn for k in found):
+            continue
+        attn[key] = attn[found[0]] if len(found) == 1 else torch.stack([attn[k] for k in found]).mean(0)
     return Recorded(attn, rec.feats)
 
 
@@ -143,9 +155,9 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
             continue  # with `start`, `orig` is the started-from image itself (added below)
         need = needs.get(name)
         when = in_windows(need.windows if need else ())
-        tokens = word_requests(need.objects) if need else {}
         features = tuple(sorted(need.features)) if need else ()
         if info_src.kind == "load":
+            tokens = word_requests(need.objects, info_src.prompt) if need else {}
             trajectory = invert(pipe, info_src.path, info_src.prompt, steps=steps, height=height, width=width,
                                 scheduler=scheduler, info=info, span=info_src.span, progress=False)
             trajectories[name] = trajectory
@@ -153,12 +165,13 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
                                       when=when, span=info_src.span))
             continue
         prompt = settings["prompt"] if name == "orig" else info_src.prompt
+        tokens = word_requests(need.objects, prompt) if need else {}
         src_seed = seed if info_src.seed is None else int(info_src.seed)
         cached = None
         if cache is not None:
             # record every prompt word and the default features at every step, so that the
             # cached run serves any later program on the same prompt and seed
-            tokens = {(w,): w for w in sorted({w for w, _, _ in prompt_words(prompt)})}
+            tokens = word_keys(prompt)
             features, when = tuple(sorted({*features, "default"})), None
             cached = cache.get(_cache_key(pipe, info, settings, prompt, src_seed))
         sources.append(SourceSpec(name, prompt=prompt, seed=src_seed, tokens=tokens, features=features,
@@ -171,7 +184,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         start_latents = trajectory.latents[0]
         need = needs.get("orig")
         sources.append(SourceSpec("orig", trajectory=trajectory,
-                                  tokens=word_requests(need.objects) if need else {},
+                                  tokens=word_requests(need.objects, trajectory.caption) if need else {},
                                   features=tuple(sorted(need.features)) if need else (),
                                   when=in_windows(need.windows if need else ())))
 
@@ -179,8 +192,12 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
     callback = EnergyCallback(evaluator, {"default": info.profile.feature_layer})
     all_keys = {k for ks in keys.values() for k in ks}
 
+    prompts = {SELF: settings["prompt"], **{spec.name: spec.prompt if spec.trajectory is None else spec.trajectory.caption
+                                            for spec in sources}}
+
     def energy_fn(step, recorded):
-        return callback(step, {name: with_phrases(rec, keys.get(name, all_keys)) for name, rec in recorded.items()})
+        return callback(step, {name: with_phrases(rec, keys.get(name, all_keys), prompts[name])
+                               for name, rec in recorded.items()})
 
     self_need = needs.get(SELF)
     keep_steps = sorted({min(steps - 1, int(f * steps)) for f in REPORT_FRACTIONS}) if steps else []
@@ -191,7 +208,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         gradient=str(settings["gradient"]).lower(), recurrence=settings["recurrence"],
         energy=energy_fn if energy.terms else None,
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),
-        tokens=word_requests(self_need.objects) if self_need else {},
+        tokens=word_requests(self_need.objects, settings["prompt"]) if self_need else {},
         features=tuple(sorted(self_need.features)) if self_need else (),
         sources=sources, scheduler=scheduler, attn_layers=settings["layers"],
         layer_span=_written_at(program, settings, "layers"), progress=progress,
@@ -209,4 +226,4 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
                 cache.put(_cache_key(pipe, info, settings, spec.prompt, spec.seed), run)
     if "orig" not in result.sources:
         raise SGLError.single("E229", "internal error: the original run is missing")
-    return Result.build(program, result, info, keys, settings)
+    return Result.build(program, result, info, keys, settings, prompts)

@@ -49,8 +49,10 @@ class Result:
     overlays: dict = attrs.field(factory=dict, repr=False)
 
     @classmethod
-    def build(cls, program, sampled, info, keys: Mapping[str, set], settings: Mapping) -> "Result":
+    def build(cls, program, sampled, info, keys: Mapping[str, set], settings: Mapping,
+              prompts: Mapping[str, str]) -> "Result":
         from sgl.runtime.evaluate import term_names
+        from sgl.runtime.execute import with_phrases
 
         energy = program.energy
         names = term_names(energy.terms)
@@ -67,9 +69,9 @@ class Result:
             for step in sorted(sampled.kept):
                 for run_name, image, tag in (("orig", original, "original"), ("self", sampled.image, "edited")):
                     rec = sampled.kept[step].get(run_name)
-                    maps = [rec.attn[(w,)][0] for w in key if rec is not None and (w,) in rec.attn]
-                    if maps:
-                        figures.append((f"{tag}, step {step}", overlay(image, sum(maps) / len(maps))))
+                    attn = with_phrases(rec, [key], prompts[run_name]).attn if rec is not None else {}
+                    if key in attn:
+                        figures.append((f"{tag}, step {step}", overlay(image, attn[key][0])))
             if figures:
                 overlays[label] = figures
         settings = dict(settings)  # the effective ones (defaults resolved against the model)

@@ -37,13 +37,13 @@ from sgl.ir.ops import COMPUTED, LATENT, PIXELS
 from sgl.runtime.hooks import Recorded, Recorder, SourceRows
 from sgl.runtime.pipelines import ModelInfo, model_info
 from sgl.runtime.profiles import resolve_feature_layers, select_attention_layers
-from sgl.runtime.tokens import pipeline_token_columns
+from sgl.runtime.tokens import Nth, pipeline_token_columns
 
 SELF = "self"  # the guided run's name in `recorded` (matches sgl.check.program.SELF)
 FEATURE_ROW = "features"  # the slot of a source's row that reads its features under the guided prompt
 FEATURE_PROMPTS = ("guided", "own")  # under which prompt a source's features are read
 
-TokenRequest = Mapping[Hashable, "str | Sequence[int]"]  # key → phrase of the run's prompt, or columns
+TokenRequest = Mapping[Hashable, "str | Nth | Sequence[int]"]  # key → phrase of the run's prompt (its first place, or its n-th: Nth), or columns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,6 +446,8 @@ class _Sampler:
         for key, want in tokens.items():
             if isinstance(want, str):
                 out[key] = pipeline_token_columns(self.pipe, prompt, want, span=span)
+            elif isinstance(want, Nth):
+                out[key] = pipeline_token_columns(self.pipe, prompt, want.word, span=span, occurrence=want.n)
             else:
                 out[key] = [int(c) for c in want]
         return out

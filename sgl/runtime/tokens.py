@@ -11,7 +11,9 @@ model need one without a model hub).
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 from sgl.diagnostics import SGLError, Span
@@ -24,17 +26,79 @@ def prompt_words(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(0).lower(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
-def find_phrase(prompt: str, phrase: str) -> tuple[int, int] | None:
-    """Character span (start, end) of the first whole-word, case-insensitive occurrence of
-    `phrase` (one or more words) in `prompt`, or None."""
+def find_phrase(prompt: str, phrase: str, occurrence: int = 0) -> tuple[int, int] | None:
+    """Character span (start, end) of the `occurrence`-th (from 0) whole-word, case-insensitive
+    occurrence of `phrase` (one or more words) in `prompt`, or None."""
     words = prompt_words(prompt)
     wanted = [w for w, _, _ in prompt_words(phrase)]
     if not wanted:
         return None
+    seen = 0
     for i in range(len(words) - len(wanted) + 1):
         if [w for w, _, _ in words[i:i + len(wanted)]] == wanted:
-            return words[i][1], words[i + len(wanted) - 1][2]
+            if seen == occurrence:
+                return words[i][1], words[i + len(wanted) - 1][2]
+            seen += 1
     return None
+
+
+@dataclass(frozen=True)
+class Nth:
+    """A token request for the `n`-th (from 0) occurrence of a word in the run's prompt: a word
+    the prompt uses twice ("a big orange triangle and a big green star") is recorded once per
+    place, so that each object reads its own."""
+
+    word: str
+    n: int = 0
+
+
+def word_key(word: str, n: int) -> tuple:
+    """The recording key of a word's `n`-th occurrence: `(word,)` for the first (which is also
+    the key of a one-word object), `(word, n)` for a later one."""
+    return (word,) if n == 0 else (word, n)
+
+
+def word_keys(prompt: str) -> dict[tuple, Nth]:
+    """Recording keys and requests for every word occurrence of `prompt` (what a cached run
+    records, so that it serves any object of any later program)."""
+    out, seen = {}, {}
+    for w, _, _ in prompt_words(prompt):
+        n = seen[w] = seen.get(w, -1) + 1
+        out[word_key(w, n)] = Nth(w, n)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def occurrence_keys(prompt: str, words: tuple[str, ...]) -> tuple[tuple, ...] | None:
+    """The recording keys (`word_key`) of the word occurrences an object of `words` reads in
+    `prompt`: the first place where the words run together; otherwise (an object named with
+    fewer or other words than the prompt uses, "big triangle" in a reference's "a big yellow
+    triangle and a big red star") the first occurrence of its last word (its noun) and, for
+    each other word, its nearest occurrence before that one (after it when there is none
+    before). None when a word is not in the prompt. Until session 20 every word read its first
+    occurrence, so the star of "a big orange triangle and a big green star" read the
+    triangle's "big"."""
+    said = [w for w, _, _ in prompt_words(prompt)]
+    nth = []
+    seen: dict[str, int] = {}
+    for w in said:
+        seen[w] = seen.get(w, -1) + 1
+        nth.append(seen[w])
+    wanted = [w.lower() for w in words]
+    if not wanted or any(w not in said for w in wanted):
+        return None
+    k = len(wanted)
+    for i in range(len(said) - k + 1):
+        if said[i:i + k] == wanted:
+            return tuple(word_key(said[j], nth[j]) for j in range(i, i + k))
+    head = said.index(wanted[-1])
+    places = []
+    for w in wanted[:-1]:
+        at = [j for j, v in enumerate(said) if v == w]
+        before = [j for j in at if j < head]
+        places.append(before[-1] if before else at[0])
+    places.append(head)
+    return tuple(word_key(said[j], nth[j]) for j in places)
 
 
 def _token_spans(tokenizer, prompt: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -70,12 +134,13 @@ def _max_columns(tokenizer) -> int:
     return int(getattr(tokenizer, "model_max_length", 77) or 77)
 
 
-def token_columns(tokenizer, prompt: str, phrase: str, *, span: Span | None = None) -> list[int]:
-    """Column indices (positions in the encoded, padded prompt) of every token of `phrase`.
+def token_columns(tokenizer, prompt: str, phrase: str, *, span: Span | None = None, occurrence: int = 0) -> list[int]:
+    """Column indices (positions in the encoded, padded prompt) of every token of `phrase` (its
+    `occurrence`-th place in the prompt, from 0).
 
     Raises SGLError E201 when the phrase is not a sequence of whole words of the prompt, E202
     when it lies past the tokenizer's length limit, E203 when the tokenizer cannot represent it."""
-    where = find_phrase(prompt, phrase)
+    where = find_phrase(prompt, phrase, occurrence)
     if where is None:
         raise SGLError.single(
             "E201", f"`{phrase}` is not a word of the prompt", span,
@@ -97,12 +162,12 @@ def token_columns(tokenizer, prompt: str, phrase: str, *, span: Span | None = No
     return columns
 
 
-def pipeline_token_columns(pipe, prompt: str, phrase: str, *, span: Span | None = None) -> list[int]:
+def pipeline_token_columns(pipe, prompt: str, phrase: str, *, span: Span | None = None, occurrence: int = 0) -> list[int]:
     """`token_columns` for a pipeline; with two tokenizers (SDXL) both must agree, because their
     embeddings are concatenated position by position."""
-    columns = token_columns(pipe.tokenizer, prompt, phrase, span=span)
+    columns = token_columns(pipe.tokenizer, prompt, phrase, span=span, occurrence=occurrence)
     second = getattr(pipe, "tokenizer_2", None)
-    if second is not None and token_columns(second, prompt, phrase, span=span) != columns:
+    if second is not None and token_columns(second, prompt, phrase, span=span, occurrence=occurrence) != columns:
         raise SGLError.single("E203", f"the two tokenizers place `{phrase}` at different columns", span)
     return columns
 
