@@ -531,6 +531,46 @@ def test_an_original_whose_open_shapes_are_not_told_apart_is_redrawn():
     assert (seed, redrawn) == (3, 0)  # colours named: found by colour, shapes not needed
 
 
+def _muddy(scene, obj):
+    """`scene` with `obj` drawn as the model draws some colour-open objects: its left half in
+    its colour, the rest in a brown blend of red and green that no palette colour explains."""
+    from PIL import Image
+
+    from sgl.models.shapes.data import PALETTE
+
+    image = np.array(_picture(scene, scene.objects))
+    ys, xs = np.nonzero(obj.mask)
+    blend = (np.asarray(PALETTE["red"], float) + np.asarray(PALETTE["green"], float)) / 2
+    image[ys[xs > np.percentile(xs, 35)], xs[xs > np.percentile(xs, 35)]] = blend.astype(np.uint8)
+    return Image.fromarray(image)
+
+
+def test_rendered_scenes_are_read_and_muddy_objects_are_not():
+    """The segmenter explains every interior pixel of a rendered object by a palette colour; an
+    object mostly in a blend of two colours is over the limit."""
+    from sgl.models.shapes.data import render_scene
+    from sgl.models.shapes.measure import UNREAD_LIMIT, unread_share
+
+    for seed in range(40):
+        assert unread_share(render_scene(seed, n_objects=2).image) <= 0.02, seed
+    scene = next(_apart_scene())
+    big = max(scene.objects, key=lambda o: o.mask.sum())
+    assert unread_share(np.asarray(_muddy(scene, big))) > UNREAD_LIMIT
+
+
+def test_an_original_with_an_object_the_segmenter_cannot_read_is_redrawn():
+    """A muddy object is found as a fragment (a wrong centroid and area): such an original is
+    drawn again, like one with an object twice."""
+    from sgl.bench.edits import REDRAW_SEED_STEP
+
+    scene = next(_apart_scene())
+    a, b = scene.objects
+    muddy, clear = _muddy(scene, max(scene.objects, key=lambda o: o.mask.sum())), _picture(scene, [a, b])
+    step = REDRAW_SEED_STEP
+    seed, _, _, found, redrawn = _scripted_bench({3: muddy, 3 + step: clear}).valid_original("p", 3, [a, b])
+    assert (seed, redrawn) == (3 + step, 1) and [f.colour for f in found] == [a.colour, b.colour]
+
+
 def test_touching_masks():
     from sgl.bench.edits import touching
 

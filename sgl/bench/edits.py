@@ -35,7 +35,9 @@ colour apart by their shape words, and the swap is then scored where a was (unti
 such scenes failed in every row, three of every sixteen swaps). Objects found by their shape
 words must be told apart by them (`told_apart`; since session 19): an original whose star is as
 round as a circle, or that draws "a square and a circle" as two round blobs, is drawn again like
-one with an object twice, because which blob the edit means would be a guess. A
+one with an object twice, because which blob the edit means would be a guess; so is one with
+an object the segmenter cannot read (`measure.unread_share`, since session 20: most of its
+interior a muddy blend in no palette colour), whose blob is only a fragment of it. A
 reference is redrawn the same way when it does not show the colours its caption names for the
 objects the edit copies (the model sometimes draws another colour): the look to copy is what
 the reference drew, and it must differ from the original's.
@@ -357,7 +359,11 @@ class Bench:
         open) is drawn again, like one with an object twice, when those shapes are not clearly
         told apart (`told_apart`: a star as round as a circle, two round blobs for "a square
         and a circle"): which blob the edit's words mean is then a guess, and on scenes
-        624–655 two such guesses scored correct recolourings as failures (session 19).
+        624–655 two such guesses scored correct recolourings as failures (session 19). So is
+        one with an object the segmenter cannot read (`measure.unread_share`: most of its
+        interior in no palette colour, a muddy blend the model draws for some colour-open
+        prompts): its blob is a fragment of the object, and on 720–783 a correct recolouring of
+        such a square scored 0.73 off, the fragment having been matched to the other shape word.
         Returns (seed, image, blobs, found, redraws used)."""
         kept = None
         for k in range(REDRAWS + 1):
@@ -368,7 +374,8 @@ class Bench:
             found = locate(orig, objects, components)
             if None in found:
                 continue
-            if measure.object_count(components) == len(objects) and told_apart(found, objects):
+            if (measure.object_count(components) == len(objects) and told_apart(found, objects)
+                    and measure.unread_share(original) <= measure.UNREAD_LIMIT):
                 return seed, original, orig, found, k
             kept = kept or (seed, original, orig, found, k)
         return kept or (seed, original, orig, found, k)

@@ -240,6 +240,30 @@ def segment_components(image: np.ndarray, threshold: float = 90.0, min_area: flo
     return out
 
 
+# An object is unreadable when more of its interior than this matches no palette colour: rendered
+# scenes stay at or below 0.01 (400 two-object scenes); the model's muddy objects (a square in a
+# brown blend of red and green for "a square") reach 0.45–0.7, its clean ones 0–0.3 (the higher
+# ones small objects with blurred interiors; scenes 720–783, session 20).
+UNREAD_LIMIT = 0.4
+
+
+def unread_share(image: np.ndarray, away: float = 60.0, min_area: float = 0.003) -> float:
+    """The largest share, over the picture's objects (regions of at least `min_area` lying
+    further than `away` in RGB from the background colour), of an object's interior pixels
+    (`core`) that no palette colour explains (`colour_labels`). Where it is high the segmenter
+    reads only part of the object, so its centroid and area are wrong: an original with such an
+    object gives an edit no reliable target (`Bench.valid_original` draws it again)."""
+    img = np.asarray(image, np.float32)[..., :3]
+    away_from_bg = np.linalg.norm(img - background_colour(img), axis=-1) > away
+    labels, _ = colour_labels(img)
+    worst = 0.0
+    for region in _components(away_from_bg):
+        inner = core(region)
+        if region.mean() >= min_area and inner.sum() >= 3:
+            worst = max(worst, float((labels[inner] == -1).mean()))
+    return worst
+
+
 def object_count(components: dict[str, list[Blob]]) -> int:
     """How many objects a picture whose blobs per colour are `components` (`segment_components`)
     shows: an object drawn twice counts twice — the model sometimes draws two green squares for
