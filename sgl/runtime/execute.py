@@ -77,13 +77,11 @@ def word_requests(keys: Iterable[tuple[str, ...]], prompt: str) -> dict[tuple, "
     """Token groups to record for objects `keys` in a run of `prompt`: each word occurrence an
     object reads there (`occurrence_keys`). A word the prompt lacks is requested as itself, so
     that the sampler reports it (E201)."""
+    every = word_keys(prompt)
     out: dict[tuple, Nth | str] = {}
     for key in keys:
         found = occurrence_keys(prompt, tuple(key))
-        if found is None:
-            out.update({(w,): w for w in key})
-            continue
-        out.update({k: Nth(k[0], k[1] if len(k) > 1 else 0) for k in found})
+        out.update({(w,): w for w in key} if found is None else {k: every[k] for k in found})
     return out
 
 
@@ -95,7 +93,7 @@ def with_phrases(rec: Recorded, keys: Iterable[tuple[str, ...]], prompt: str) ->
         found = occurrence_keys(prompt, tuple(key))
         if key in attn or found is None or not all(k in attn for k in found):
             continue
-        attn[key] = attn[found[0]] if len(found) == 1 else torch.stack([attn[k] for k in found]).mean(0)
+        attn[key] = torch.stack([attn[k] for k in found]).mean(0)
     return Recorded(attn, rec.feats)
 
 

@@ -58,14 +58,20 @@ def word_key(word: str, n: int) -> tuple:
     return (word,) if n == 0 else (word, n)
 
 
+def _placed(prompt: str) -> list[tuple[str, int]]:
+    """(word, which occurrence of it this is, from 0) for every word of `prompt`, in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for w, _, _ in prompt_words(prompt):
+        seen[w] = seen.get(w, -1) + 1
+        out.append((w, seen[w]))
+    return out
+
+
 def word_keys(prompt: str) -> dict[tuple, Nth]:
     """Recording keys and requests for every word occurrence of `prompt` (what a cached run
     records, so that it serves any object of any later program)."""
-    out, seen = {}, {}
-    for w, _, _ in prompt_words(prompt):
-        n = seen[w] = seen.get(w, -1) + 1
-        out[word_key(w, n)] = Nth(w, n)
-    return out
+    return {word_key(w, n): Nth(w, n) for w, n in _placed(prompt)}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -78,19 +84,16 @@ def occurrence_keys(prompt: str, words: tuple[str, ...]) -> tuple[tuple, ...] | 
     before). None when a word is not in the prompt. Until session 20 every word read its first
     occurrence, so the star of "a big orange triangle and a big green star" read the
     triangle's "big"."""
-    said = [w for w, _, _ in prompt_words(prompt)]
-    nth = []
-    seen: dict[str, int] = {}
-    for w in said:
-        seen[w] = seen.get(w, -1) + 1
-        nth.append(seen[w])
+    occurrences = _placed(prompt)
+    placed = [word_key(w, n) for w, n in occurrences]
+    said = [w for w, _ in occurrences]
     wanted = [w.lower() for w in words]
     if not wanted or any(w not in said for w in wanted):
         return None
     k = len(wanted)
     for i in range(len(said) - k + 1):
         if said[i:i + k] == wanted:
-            return tuple(word_key(said[j], nth[j]) for j in range(i, i + k))
+            return tuple(placed[j] for j in range(i, i + k))
     head = said.index(wanted[-1])
     places = []
     for w in wanted[:-1]:
@@ -98,7 +101,7 @@ def occurrence_keys(prompt: str, words: tuple[str, ...]) -> tuple[tuple, ...] | 
         before = [j for j in at if j < head]
         places.append(before[-1] if before else at[0])
     places.append(head)
-    return tuple(word_key(said[j], nth[j]) for j in places)
+    return tuple(placed[j] for j in places)
 
 
 def _token_spans(tokenizer, prompt: str) -> tuple[list[int], list[tuple[int, int]]]:
