@@ -13,6 +13,7 @@ from sgl.bench.energy import CoreIR
 from sgl.check.types import FEATURES, MAP, SCALAR, VEC2, VECTOR
 from sgl.diagnostics import SGLError, Span
 from sgl.ir.nodes import Graph, Term
+from sgl.ir.ops import ROUNDING
 from sgl.runtime import evaluate as ev
 from sgl.runtime.evaluate import Evaluator, Inputs
 
@@ -86,7 +87,7 @@ def test_appearance_of_a_constant_feature_region_is_that_feature():
                     {("self", "default"): feats, ("ref", "default"): colour[None, :, None, None].expand(1, 3, 8, 8)})
     assert value_of(root, inputs, grid=(8, 8)).item() == pytest.approx(0.0, abs=1e-12)
     feats[:, 0, 3, 3] += 1.0  # one cell of the region differs: the mean moves by 1/16 on channel 0
-    assert value_of(root, inputs, grid=(8, 8)).item() == pytest.approx(1 / 16 / 3)
+    assert value_of(root, inputs, grid=(8, 8)).item() == pytest.approx((1 / 16 - ROUNDING / 2) / 3)  # l1's rounding
 
 
 def test_like_is_one_where_the_features_show_the_vector_and_falls_with_their_distance():
@@ -197,9 +198,10 @@ def test_hardthr_threshold():
 def test_distances():
     a = torch.tensor([[1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
     b = torch.tensor([[0.0, 4.0], [3.0, 0.0]], dtype=torch.float64)
-    assert ev.l1(a, b).tolist() == [1.5, 1.5]
+    # l1: mean |a − b|, less ROUNDING / 2 per element past the rounded kink (a parabola below it)
+    assert ev.l1(a, b).tolist() == pytest.approx([1.5 - ROUNDING / 2, 1.5 - ROUNDING / 4])
     assert ev.l2(a, b).tolist() == [2.5, 4.5]
-    assert ev.l1(torch.tensor([1.0, 2.0]), torch.tensor([3.0])).tolist() == [2.0, 1.0]
+    assert ev.l1(torch.tensor([1.0, 2.0]), torch.tensor([3.0])).tolist() == pytest.approx([2.0 - ROUNDING / 2, 1.0 - ROUNDING / 2])
 
 
 def test_mask_reads_a_grayscale_png(tmp_path):
@@ -307,7 +309,7 @@ def test_constants_and_single_row_sources_broadcast_over_the_batch():
                           dtype=torch.float64)
     out = evaluator(0, 1, Inputs({("self", DOG): one_hot(0, 0, batch=2), ("ref", DOG): one_hot(0, 1)}))
     assert out.total.shape == (2,)
-    assert torch.allclose(out.total, torch.full((2,), 0.5 / W, dtype=torch.float64))
+    assert torch.allclose(out.total, torch.full((2,), 0.5 / W - ROUNDING / 4, dtype=torch.float64))  # x off by 1/W
 
 
 def test_fp16_inputs_give_finite_fp32_energies_and_gradients():
@@ -374,11 +376,11 @@ def test_the_orig_cache_notices_new_or_modified_tensors():
     orig = torch.zeros(1, H, W, dtype=torch.float64)
     orig[:, :, :2] = 1.0  # size 1/3
     first = evaluator(0, 10, Inputs({("self", DOG): mine, ("orig", DOG): orig}))
-    assert first.total.item() == pytest.approx(0.5 - 1 / 3)
+    assert first.total.item() == pytest.approx(0.5 - 1 / 3 - ROUNDING / 2)
     orig[:, :, :] = 0.0
     orig[:, :, :1] = 1.0  # modified in place: size 1/6
     second = evaluator(0, 10, Inputs({("self", DOG): mine, ("orig", DOG): orig}))
-    assert second.total.item() == pytest.approx(0.5 - 1 / 6)
+    assert second.total.item() == pytest.approx(0.5 - 1 / 6 - ROUNDING / 2)
     replaced = torch.zeros(1, H, W, dtype=torch.float64)
     replaced[:, :, :3] = 1.0  # a new tensor: size 0.5
     third = evaluator(0, 10, Inputs({("self", DOG): mine, ("orig", DOG): replaced}))

@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from sgl.ir.ops import ROUNDING
 from sgl.resources import stdlib_dir
 from sgl.runtime import evaluate as ev
 
@@ -66,6 +67,10 @@ CASES = {
     "dot": (ev.dot, lambda: (rand(B, 7, low=-1), rand(B, 7, low=-1, seed=1))),
     "relu": (ev.relu, lambda: (rand(B, low=-1),)),
     "l1": (ev.l1, lambda: (rand(B, *GRID), rand(B, *GRID, seed=1))),
+    # within the rounded kink (|d| < ROUNDING): the parabola and its joins
+    "l1_near_zero": (ev.l1, lambda: (rand(B, 7, low=-ROUNDING, high=ROUNDING), torch.zeros(B, 7, dtype=F64))),
+    "hinge": (ev.hinge, lambda: (rand(B, 7, low=-1),)),
+    "hinge_near_zero": (ev.hinge, lambda: (rand(B, 7, low=-ROUNDING, high=2 * ROUNDING),)),
     "l2": (ev.l2, lambda: (rand(B, 7), rand(B, 7, seed=1))),
 }
 
@@ -74,6 +79,22 @@ CASES = {
 def test_gradcheck(name):
     fn, make = CASES[name]
     check(fn, *make())
+
+
+def test_sides_equal_up_to_float_noise_give_no_gradient():
+    """At the first step the edited and the original run see the same latents: a term
+    `centroid(o) = centroid₀(o)` differs only by rounding noise there, and must not push (a plain
+    |d| gives a full ±1 gradient whose sign the noise picks). Past the rounding, |d|'s own."""
+    a = rand(B, 7)
+    noise = 1e-7 * torch.randn(B, 7, dtype=F64, generator=torch.Generator().manual_seed(3))
+    (grad,) = torch.autograd.grad(ev.l1(a, a.detach() + noise).sum(), a)
+    assert grad.abs().max() < 0.01 / 7  # under 1 % of |d|'s 1 / 7
+    v = (1e-6 * torch.ones(B, dtype=F64)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(ev.hinge(v).sum(), v)
+    assert grad.abs().max() < 0.02
+    far = (a.detach() + 0.01).requires_grad_(True)
+    (grad,) = torch.autograd.grad(ev.l1(far, a.detach()).sum(), far)
+    assert torch.allclose(grad, torch.full_like(grad, 1 / 7))
 
 
 def test_pool_gradient_does_not_reach_the_mask():
@@ -107,7 +128,7 @@ def test_every_prelude_intrinsic_and_ir_op_has_one_implementation():
     compile_time = {"objects", "others"}
     assert externs - compile_time <= set(ev.INTRINSICS)
     ir_ops = {"const", "attn", "feat", "latent", "pixels", "x", "y", "mask", "add", "sub", "mul", "div", "neg", "pack",
-              "get_x", "get_y", "l1", "l2"}
+              "get_x", "get_y", "l1", "l2", "hinge"}
     assert ir_ops <= set(ev.INTRINSICS)
     assert set(ev.INTRINSICS) <= externs | ir_ops
 

@@ -138,10 +138,10 @@ def test_inequalities_are_hinges_with_margins():
     program = ir("size(dog) < 0.2\nsize(dog) > 0.1 margin 0.05\n", optimize=False)
     less, more = program.terms
     assert (less.kind, less.distance) == ("ineq", "hinge")
-    assert less.root.op == "relu" and less.root.inputs[0].op == "sub"
+    assert less.root.op == "hinge" and less.root.inputs[0].op == "sub"
     size, bound = less.root.inputs[0].inputs
     assert size.op == "mean" and bound.arg == 0.2
-    # a > b  →  relu(b − a + margin)
+    # a > b  →  hinge(b − a + margin)
     excess = more.root.inputs[0]
     assert excess.op == "add" and excess.inputs[1].arg == 0.05
     bound, size = excess.inputs[0].inputs

@@ -19,6 +19,7 @@ import torch
 
 from sgl.check.types import FEATURES, MAP, SCALAR, VEC2, VECTOR
 from sgl.ir.nodes import Graph, Node, Term
+from sgl.ir.ops import ROUNDING
 from sgl.runtime.evaluate import Evaluator, Inputs
 
 PROPERTIES = ("centroid", "size", "shape", "appearance")
@@ -138,7 +139,8 @@ def hand_written_energy(plan, inputs: Inputs, grid: int) -> torch.Tensor:
     total = 0
     for prop, words, weight in plan:
         target = theirs[words][prop] + offset if prop == "centroid" else theirs[words][prop]
-        diff = (mine[words][prop] - target).abs()
+        # |d| with its kink rounded as the IR's l1 has it (sgl/ir/ops.py ROUNDING): Huber / δ
+        diff = torch.nn.functional.huber_loss(mine[words][prop], target, reduction="none", delta=ROUNDING) / ROUNDING
         total = total + weight * diff.reshape(diff.shape[0], -1).mean(dim=1)
     return total
 

@@ -13,6 +13,7 @@ from typing import Callable
 
 from sgl.check.types import SCALAR, VEC2, Type
 from sgl.ir.nodes import Graph, Node
+from sgl.ir.ops import rounded_hinge
 from sgl.ir.rewrite import Rule
 from sgl.ir.walk import toposort
 
@@ -79,6 +80,7 @@ _EVAL: dict[str, Callable[[tuple[Value, ...]], Value]] = {
     "abs": _unary_scalar(abs),
     "sqrt": _unary_scalar(lambda v: math.sqrt(max(v, 1e-12))),
     "relu": _unary_scalar(lambda v: max(v, 0.0)),
+    "hinge": _unary_scalar(rounded_hinge),
     "norm": lambda args: math.hypot(*args[0]),
     "dot": lambda args: args[0][0] * args[1][0] + args[0][1] * args[1][1],
     "detach": lambda args: args[0],

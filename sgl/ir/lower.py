@@ -163,7 +163,7 @@ class _Lowerer:
             margin = next((m for m in stmt.modifiers if isinstance(m, ast.Margin)), None)
             if margin is not None:
                 excess = self.op("add", excess, self.node(margin.value, ctx))
-            root = self.op("relu", excess)
+            root = self.op("hinge", excess)
             kind, distance = "ineq", "hinge"
         self.add_term(stmt, root, kind, distance, weight, window, ctx)
 

@@ -15,6 +15,8 @@ Ops (the evaluator in sgl/runtime/evaluate.py implements each):
            pool, shift, scale, abs, sqrt, norm, dot, relu, detach (in the IR on any value
            type: the gradient cut wraps what does not read the generated run in it)
   distance l1 (mean |a − b| over all elements), l2 (mean (a − b)²) → Scalar
+  hinge    hinge (Scalar → Scalar: max(v, 0), the term of `a < b` on a − b)
+  l1 and hinge have their kink rounded within ops.ROUNDING of zero (no gradient from noise)
 """
 
 from __future__ import annotations

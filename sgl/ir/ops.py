@@ -63,6 +63,22 @@ INTRINSICS: dict[str, tuple[tuple[tuple[Type, ...], Type], ...]] = {
 LEAF_INTRINSICS = {"attn": MAP, "feat": FEATURES, "latent": FEATURES, "pixels": FEATURES, "x": MAP, "y": MAP, "mask": MAP}
 COMPILE_TIME = frozenset({"objects", "others"})
 DISTANCES = frozenset({"l1", "l2"})
+# The kinks of the terms' distances are rounded within this much of zero: `l1`'s |d| into a
+# parabola (Huber) and a `hinge`'s max(d, 0) into a half-parabola. A constraint whose two sides
+# agree up to float noise must give no gradient: at the first step the edited and the original
+# run see the same latents, so `centroid(o) = centroid₀(o)` sits at its minimum up to ~1e-7 of
+# noise, where |d| has gradient ±1 in a direction the noise picks. With the `shapes` model's unit
+# gradient those kicks were as large as the edit's own and changed with the thread count: a
+# resize ended 0.25 off its place with one thread and in place with two (docs/benchmarks.md,
+# session 21).
+ROUNDING = 1e-4
+
+
+def rounded_hinge(v: float) -> float:
+    """max(v, 0) with its kink rounded within ROUNDING (a term `a < b` is hinge(a − b))."""
+    if v <= 0.0:
+        return 0.0
+    return v * v / (2 * ROUNDING) if v < ROUNDING else v - ROUNDING / 2
 
 
 def result_type(op: str, inputs: tuple[Type, ...]) -> Type | None:
@@ -76,6 +92,8 @@ def result_type(op: str, inputs: tuple[Type, ...]) -> Type | None:
         return VEC2 if inputs == (SCALAR, SCALAR) else None
     if op in ("get_x", "get_y"):
         return SCALAR if inputs == (VEC2,) else None
+    if op == "hinge":
+        return SCALAR if inputs == (SCALAR,) else None
     if op in DISTANCES:
         if len(inputs) == 2 and inputs[0] == inputs[1] and inputs[0] in VALUE_TYPES:
             return SCALAR

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sgl.diagnostics import SGLError
 from sgl.ir.walk import toposort
 from sgl.ir.nodes import Node, Term
-from sgl.ir.ops import READS
+from sgl.ir.ops import READS, ROUNDING
 
 SELF = "self"
 EPS = 1e-12  # denominators of normalisations and mass averages; sqrt's floor
@@ -413,9 +413,19 @@ def detach(m):
 
 @intrinsic("l1")
 def l1(a, b):
-    """Mean |a − b| over every non-batch element: [B]."""
+    """Mean |a − b| over every non-batch element: [B]; within ROUNDING of zero a parabola
+    (Huber), so that sides equal up to float noise give no gradient (sgl/ir/ops.py)."""
     d = (a - b).abs()
+    d = torch.where(d < ROUNDING, d * d / (2 * ROUNDING), d - ROUNDING / 2)
     return d.reshape(d.shape[0], -1).mean(dim=1)
+
+
+@intrinsic("hinge")
+def hinge(v):
+    """max(v, 0), a half-parabola within ROUNDING above zero (sgl/ir/ops.py): the term of an
+    inequality that holds up to float noise gives no gradient."""
+    v = v.clamp_min(0)
+    return torch.where(v < ROUNDING, v * v / (2 * ROUNDING), v - ROUNDING / 2)
 
 
 @intrinsic("l2")
