@@ -54,6 +54,24 @@ def test_guidance_changes_the_image_and_strength_zero_does_not(tiny_sd, result):
     assert np.array_equal(np.asarray(plain.image), np.asarray(plain.original))
 
 
+def test_constraints_that_hold_from_the_start_leave_the_image_as_it_was(tiny_sd):
+    """The edited and the original run share their first latents: `keep(dog)` holds there up to
+    float noise. With `gradient "unit"`, a noise-level gradient scaled to a full step moved
+    objects; now every such step is met (no guidance), and the run stays the original. (`keep`'s
+    shape term does act: a soft map is asked to become its own hard silhouette.)"""
+    import numpy as np
+
+    text = ('prompt "a photo of a red dog and a blue cat on the beach"\nseed 3\nsteps 3\ncfg 5\n'
+            'gradient "unit"\nstrength 2\nrecurrence 1\nuse edits\ncentroid(dog) = centroid₀(dog)\n'
+            'size(dog) = size₀(dog)\nappearance(dog) = appearance₀(dog)\nmass_in(dog, box(0, 0, 0.5, 1)) > mass_in₀(dog, box(0, 0, 0.5, 1))\n')
+    kept = sgl.compile(text).run(pipe=tiny_sd, progress=False)
+    assert all(row["met"] and row["guided"] for row in kept.trace)
+    edited, original = (np.asarray(im, dtype=np.float32) for im in (kept.image, kept.original))
+    assert np.abs(edited - original).max() <= 1.0  # a rounding step of the 8-bit image at most
+    moved = sgl.compile(text + "move(cat, (0.2, 0))\n").run(pipe=tiny_sd, progress=False)
+    assert not any(row["met"] for row in moved.trace)
+
+
 def test_save_writes_all_outputs(result, tmp_path):
     out = result.save(tmp_path / "run")
     names = sorted(p.name for p in out.iterdir())

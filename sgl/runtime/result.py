@@ -32,9 +32,9 @@ class Result:
     """One run of a program. `image` is the edited image, `original` the unguided one (same
     prompt and seed), `sources` every other run's image by name; `trace` has one dict per
     sampling step ({step, timestep, sigma, guided, terms: {name: weighted energy}, total,
-    grad_norm, skipped, scales: {name: RMS of the term's own gradient} where `gradient
-    "balanced"` measured it}); `terms` describes each term (name, label, weight, window,
-    file:line)."""
+    grad_norm, skipped, met (every term at its minimum: no step), scales: {name: RMS of the
+    term's own gradient} where `gradient "balanced"` measured it}); `terms` describes each term
+    (name, label, weight, window, file:line)."""
 
     image: Any
     original: Any

@@ -42,6 +42,10 @@ from sgl.runtime.tokens import Nth, pipeline_token_columns
 SELF = "self"  # the guided run's name in `recorded` (matches sgl.check.program.SELF)
 FEATURE_ROW = "features"  # the slot of a source's row that reads its features under the guided prompt
 FEATURE_PROMPTS = ("guided", "own")  # under which prompt a source's features are read
+# Below this sum of |weighted term values| every term is at its minimum up to float noise (the
+# rounded kinks of sgl/ir/ops.py leave ~1e-9 there; a real miss of 1e-5 at weight 1 is 5e-7):
+# `gradient "unit"` would scale that noise's gradient up to a full step, so the step goes unguided.
+MET_ENERGY = 1e-7
 
 TokenRequest = Mapping[Hashable, "str | Nth | Sequence[int]"]  # key → phrase of the run's prompt (its first place, or its n-th: Nth), or columns
 
@@ -199,6 +203,7 @@ class StepTrace:
     total: float | None = None
     grad_norm: float | None = None
     skipped: bool = False
+    met: bool = False  # every term at its minimum up to float noise: no guidance (MET_ENERGY)
     scales: dict[str, float] = field(default_factory=dict)  # `balanced`: term gradient RMS measured here
 
     def to_dict(self) -> dict:
@@ -638,6 +643,10 @@ class _Sampler:
             record.total = float(total.detach())
             if not total.requires_grad:
                 self._warn(f"step {step.index}: the energy does not depend on the guided image; no guidance")
+                return eps.detach(), None
+            size = sum(abs(v) for v in record.terms.values()) if record.terms else abs(record.total)
+            if self.unit_gradient and size < MET_ENERGY:
+                record.met = True
                 return eps.detach(), None
             if self.balancer is not None and out.parts:
                 grad = self.balancer.gradient(out.parts, z_in, step.index, self.loss_scale)
