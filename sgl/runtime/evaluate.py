@@ -411,21 +411,24 @@ def detach(m):
 
 # --- distances ------------------------------------------------------------------------------
 
+def _rounded(d):
+    """A non-negative distance d with its kink at zero rounded (sgl/ir/ops.py ROUNDING): a
+    parabola below ROUNDING, d − ROUNDING/2 past it, so sides equal up to float noise give no
+    gradient."""
+    return torch.where(d < ROUNDING, d * d / (2 * ROUNDING), d - ROUNDING / 2)
+
+
 @intrinsic("l1")
 def l1(a, b):
-    """Mean |a − b| over every non-batch element: [B]; within ROUNDING of zero a parabola
-    (Huber), so that sides equal up to float noise give no gradient (sgl/ir/ops.py)."""
-    d = (a - b).abs()
-    d = torch.where(d < ROUNDING, d * d / (2 * ROUNDING), d - ROUNDING / 2)
+    """Mean |a − b| over every non-batch element: [B], the kink at zero rounded (Huber)."""
+    d = _rounded((a - b).abs())
     return d.reshape(d.shape[0], -1).mean(dim=1)
 
 
 @intrinsic("hinge")
 def hinge(v):
-    """max(v, 0), a half-parabola within ROUNDING above zero (sgl/ir/ops.py): the term of an
-    inequality that holds up to float noise gives no gradient."""
-    v = v.clamp_min(0)
-    return torch.where(v < ROUNDING, v * v / (2 * ROUNDING), v - ROUNDING / 2)
+    """max(v, 0), the term of an inequality on its excess, the kink at zero rounded."""
+    return _rounded(v.clamp_min(0))
 
 
 @intrinsic("l2")
