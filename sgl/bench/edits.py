@@ -33,8 +33,9 @@ the model drew in another object's colour is not missing (colour leakage: "a tri
 small red square" often comes out as two red objects): `locate` tells the two blobs of that
 colour apart by their shape words, and the swap is then scored where a was (until session 14
 such scenes failed in every row, three of every sixteen swaps). Objects found by their shape
-words must be told apart by them (`told_apart`; since session 19): an original whose star is as
-round as a circle, or that draws "a square and a circle" as two round blobs, is drawn again like
+words must be told apart by them (`told_apart`; since session 19, by the shapes' outlines since
+session 22): an original whose star is as round as a circle, that draws "a square and a circle"
+as two round blobs, or "a square and a star" as two stars, is drawn again like
 one with an object twice, because which blob the edit means would be a guess; so is one with
 an object the segmenter cannot read (`measure.unread_share`, since session 20: most of its
 interior a muddy blend in no palette colour), whose blob is only a fragment of it. A
@@ -67,7 +68,7 @@ from sgl.models.shapes import measure
 from sgl.models.shapes.data import COLOURS, caption_of
 
 BENCH_SEED0 = 10_900_000          # held out: the trainer's evaluation seeds start at 10_000_000
-REDRAWS = 2                       # other seeds tried for an original that lacks an object
+REDRAWS = 5                       # other seeds tried for an original that lacks an object
 REDRAW_SEED_STEP = 100_000        # redraw k samples with seed index + k·step (clear of references' seeds)
 LAYOUT_TRIES = 8                  # seeds tried for a compose reference whose object must lie clear of the other's
 CENTROID_TOL = 0.05
