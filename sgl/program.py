@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "start": None,       # a loaded image to edit: start from its inverted noise
     "gradient": None,    # "raw" (the paper's v·σ·∇g), "unit" (∇g at unit RMS) or "balanced"; None = the model's
     "recurrence": None,  # times each guided step is taken (self-recurrence); None = the model's
+    "warmup": None,      # share of the steps over which v ramps up to its full value; None = the model's
 }
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import sgl
+import torch
 
 PROGRAM = '''
 prompt "a photo of a red dog and a blue cat on the beach"
@@ -70,6 +71,37 @@ def test_constraints_that_hold_from_the_start_leave_the_image_as_it_was(tiny_sd)
     assert np.abs(edited - original).max() <= 1.0  # a rounding step of the 8-bit image at most
     moved = sgl.compile(text + "move(cat, (0.2, 0))\n").run(pipe=tiny_sd, progress=False)
     assert not any(row["met"] for row in moved.trace)
+
+
+def test_warmup_ramps_the_strength_over_the_first_steps(tiny_sd, monkeypatch):
+    """`warmup 0.5` of 4 steps: the guided steps use v·¼, v·½, then v; each step's guidance is
+    the full one scaled by that share (its gradient does not depend on v)."""
+    from sgl.runtime import sampler
+    from sgl.runtime.sampler import StepInfo, warmup_factor
+
+    assert [warmup_factor(StepInfo(i, 4, 0.0, 1.0), 0.5) for i in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    assert [warmup_factor(StepInfo(i, 10, 0.0, 1.0), 0.2) for i in range(3)] == [0.5, 1.0, 1.0]
+    assert warmup_factor(StepInfo(0, 10, 0.0, 1.0), 0.0) == 1.0
+    added = {}
+    real = sampler.to_model_output
+
+    def recording(delta, prediction_type, sigma):
+        added.setdefault(round(sigma, 6), []).append(delta.detach().clone())
+        return real(delta, prediction_type, sigma)
+
+    monkeypatch.setattr(sampler, "to_model_output", recording)
+    text = ('prompt "a red dog and a blue cat"\nseed 3\nsteps 4\ngradient "unit"\nstrength 2\n'
+            'recurrence 1\nuse edits\nmove(dog, (0.2, 0))\n')
+    sgl.compile(text, warmup=0).run(pipe=tiny_sd, progress=False)
+    full = [v[0] for v in added.values()]
+    added.clear()
+    ramped_result = sgl.compile(text, warmup=1).run(pipe=tiny_sd, progress=False)
+    ramped = [v[0] for v in added.values()]
+    assert len(full) == len(ramped) == 4
+    # the first step is the same in both runs (same latents): its guidance is a quarter as large
+    assert torch.allclose(ramped[0], full[0] / 4, rtol=1e-4, atol=1e-6)
+    assert [round(float(g.pow(2).mean().sqrt() / (2 * s)), 3) for g, s in zip(ramped, added)] == [0.25, 0.5, 0.75, 1.0]
+    assert ramped_result.image is not None
 
 
 def test_save_writes_all_outputs(result, tmp_path):
@@ -169,15 +201,15 @@ def test_guidance_defaults_come_from_the_model(tiny_sd, tiny_sd_dir, tmp_path):
 
     run = sgl.compile(PROGRAM)
     plain = run.run(pipe=tiny_sd, progress=False).settings
-    assert (plain["strength"], plain["gradient"], plain["recurrence"]) == (1000.0, "raw", 1)
+    assert (plain["strength"], plain["gradient"], plain["recurrence"], plain["warmup"]) == (1000.0, "raw", 1, 0.0)
     folder = tmp_path / "model"
     shutil.copytree(tiny_sd_dir, folder)
-    (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit", "recurrence": 2}))
+    (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit", "recurrence": 2, "warmup": 0.3}))
     pipe, _ = load_pipeline(str(folder))
     settings = run.run(pipe=pipe, progress=False).settings  # the loaded object remembers its folder
-    assert (settings["strength"], settings["gradient"], settings["recurrence"]) == (0.25, "unit", 2)
-    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\n').run(pipe=pipe, progress=False).settings
-    assert (mine["strength"], mine["gradient"], mine["recurrence"]) == (7, "raw", 1)
+    assert (settings["strength"], settings["gradient"], settings["recurrence"], settings["warmup"]) == (0.25, "unit", 2, 0.3)
+    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\nwarmup 0\n').run(pipe=pipe, progress=False).settings
+    assert (mine["strength"], mine["gradient"], mine["recurrence"], mine["warmup"]) == (7, "raw", 1, 0)
 
 
 def test_an_error_about_the_programs_own_prompt_points_at_it(tiny_sd):

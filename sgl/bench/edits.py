@@ -136,8 +136,8 @@ class Method:
 SGL = Method("sgl", "edits", tunable=True)
 # The paper's formulas with the published weights of the most faithful public port (the SDXL
 # Colab, RESEARCH.md): examples/bench/port_edits.sgl, eps += 1000·∇g (SGL: v·σ_t·∇g, v = 1000),
-# each step taken once.
-PORT = Method("port", '"port_edits.sgl"', settings='gradient "raw"\nstrength 1000\nrecurrence 1\n')
+# each step taken once, at full strength from the first.
+PORT = Method("port", '"port_edits.sgl"', settings='gradient "raw"\nstrength 1000\nrecurrence 1\nwarmup 0\n')
 METHODS = {m.name: m for m in (SGL, PORT)}
 
 

@@ -30,7 +30,7 @@ RECURRENT_SCHEDULERS = ("ddim", "ddpm")
 _CHOICES = {"scheduler": (SCHEDULERS, errors.unknown_scheduler), "gradient": (GRADIENTS, errors.unknown_gradient)}
 
 _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
-             "number": "a number", "resolution": "a size such as `512` or `512x768`"}
+             "number": "a number", "fraction": "a number from 0 to 1", "resolution": "a size such as `512` or `512x768`"}
 
 
 def _found(value) -> str:
@@ -56,7 +56,7 @@ def _value(kind: str, value) -> tuple[object, bool]:
     if kind in ("count", "positive"):
         ok = isinstance(value, ast.Number) and is_integer(value)
         return (int(value.value) if ok else None), ok
-    if kind == "number":
+    if kind in ("number", "fraction"):
         return (float(value.value), True) if isinstance(value, ast.Number) else (None, False)
     if isinstance(value, ast.Resolution):
         return (value.width, value.height), True
@@ -111,6 +111,8 @@ def _range_problem(kind: str, value) -> str | None:
         return "0 or more"
     if kind == "positive" and value < 1:
         return "1 or more"
+    if kind == "fraction" and not 0.0 <= value <= 1.0:
+        return "from 0 to 1"
     if kind == "resolution" and min(value) < 1:
         return "positive"
     return None

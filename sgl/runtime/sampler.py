@@ -63,6 +63,16 @@ def unit_rms(grad: torch.Tensor) -> torch.Tensor:
     return grad / rms.clamp(min=1e-12)
 
 
+def warmup_factor(step: "StepInfo", warmup: float) -> float:
+    """The share of v that step `step` uses under `warmup w`: (index + 1) / (w·steps) for the
+    first w·steps steps, then 1. A full-strength first step of a strong edit (a resize) pushed the
+    picture off what the model draws — its x̂₀ washed out, a kept object faded and was drawn
+    again elsewhere; ramping v up over the first 20 % of the steps let the layout form first
+    (docs/benchmarks.md, session 22)."""
+    ramp = warmup * step.num_steps
+    return 1.0 if ramp <= 0 else min(1.0, (step.index + 1) / ramp)
+
+
 def renoise(z_prev: torch.Tensor, alpha_t: float, alpha_prev: float, noise: torch.Tensor) -> torch.Tensor:
     """z_{t−1} (at ᾱ_prev) noised forward to step t (ᾱ_t ≤ ᾱ_prev): the diffusion's own
     transition, sqrt(ᾱ_t/ᾱ_prev)·z + sqrt(1 − ᾱ_t/ᾱ_prev)·ε, so a latent distributed as the
@@ -402,7 +412,7 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 recurrence, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
+                 recurrence, warmup, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe, prompt_span, feature_prompt="guided"):
         self.pipe, self.info = pipe, info
@@ -428,6 +438,7 @@ class _Sampler:
         self.base_scheduler = scheduler if scheduler is not None else pipe.scheduler
         self.prediction_type = getattr(self.base_scheduler.config, "prediction_type", "epsilon")
         self.recurrence = _recurrence(recurrence, self.base_scheduler)
+        self.warmup = float(warmup)
         # the noise of re-taken steps: its own stream, so the run's other draws do not change
         self.recur_generator = torch.Generator("cpu").manual_seed(int(seed) + 0x5EC)
         self.attn_layers = select_attention_layers(self.unet, attn_layers, info.profile, span=layer_span)
@@ -735,7 +746,8 @@ class _Sampler:
             return None
         if self.unit_gradient:
             grad = unit_rms(grad)
-        return to_model_output(self.strength * step.sigma * grad, self.prediction_type, step.sigma)
+        v = self.strength * warmup_factor(step, self.warmup)
+        return to_model_output(v * step.sigma * grad, self.prediction_type, step.sigma)
 
     def _recur(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded]) -> None:
         """Universal Guidance's self-recurrence: `recurrence − 1` more times, noise the guided
@@ -858,7 +870,7 @@ def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLErro
 
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
            cfg: float = 7.5, height: int | None = None, width: int | None = None,
-           strength: float = 0.0, gradient: str = "raw", recurrence: int = 1,
+           strength: float = 0.0, gradient: str = "raw", recurrence: int = 1, warmup: float = 0.0,
            energy: EnergyFn | None = None,
            guide_when: Callable[[StepInfo], bool] | None = None,
            tokens: TokenRequest | None = None, features: Sequence[str] = (),
@@ -879,7 +891,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`). `scheduler`: a
     diffusers scheduler instance (default: a copy of the pipeline's). `recurrence`: take each
     guided step that many times, noising its result back in between (DDIM/DDPM only; see
-    `_Sampler._recur`). `attn_layers`: a `layers
+    `_Sampler._recur`). `warmup`: the share of the steps over which v ramps up linearly
+    (`warmup_factor`). `attn_layers`: a `layers
     "…"` pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
@@ -899,7 +912,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
         raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
     try:
         sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
-                           size=size, strength=strength, gradient=gradient, recurrence=recurrence, energy=energy, guide_when=guide_when,
+                           size=size, strength=strength, gradient=gradient, recurrence=recurrence, warmup=warmup,
+                           energy=energy, guide_when=guide_when,
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
                            checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,

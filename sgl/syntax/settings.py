@@ -5,12 +5,12 @@ one table, so a new setting is added in one place."""
 from __future__ import annotations
 
 # name → value kind: "string", "count" (integer ≥ 0), "positive" (integer ≥ 1), "number",
-# "resolution" (positive integer or WxH)
+# "fraction" (a number from 0 to 1), "resolution" (positive integer or WxH)
 SETTINGS: dict[str, str] = {
     "prompt": "string", "negative": "string", "model": "string", "scheduler": "string",
     "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
     "strength": "number", "resolution": "resolution", "start": "string", "gradient": "string",
-    "recurrence": "positive", "features": "string",
+    "recurrence": "positive", "features": "string", "warmup": "fraction",
 }
 
 # name → a line that sets it, for hints ("write `seed 7`")
@@ -19,5 +19,5 @@ EXAMPLES: dict[str, str] = {
     "model": 'model "shapes"', "scheduler": 'scheduler "ddim"', "layers": 'layers "up_blocks.1"',
     "seed": "seed 7", "steps": "steps 50", "cfg": "cfg 7.5", "strength": "strength 30",
     "resolution": "resolution 512x768", "start": 'start "photo"', "gradient": 'gradient "unit"',
-    "recurrence": "recurrence 3", "features": 'features "up_blocks.2"',
+    "recurrence": "recurrence 3", "features": 'features "up_blocks.2"', "warmup": "warmup 0.2",
 }
