@@ -207,8 +207,10 @@ def test_guidance_defaults_come_from_the_model(tiny_sd, tiny_sd_dir, tmp_path):
     (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit", "recurrence": 2, "warmup": 0.3}))
     pipe, _ = load_pipeline(str(folder))
     settings = run.run(pipe=pipe, progress=False).settings  # the loaded object remembers its folder
-    assert (settings["strength"], settings["gradient"], settings["recurrence"], settings["warmup"]) == (0.25, "unit", 2, 0.3)
-    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\nwarmup 0\n').run(pipe=pipe, progress=False).settings
+    tuned = ("strength", "gradient", "recurrence", "warmup")
+    assert tuple(settings[k] for k in tuned) == (0.25, "unit", 2, 0.3)
+    mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\nwarmup 0\n')
+    mine = mine.run(pipe=pipe, progress=False).settings
     assert (mine["strength"], mine["gradient"], mine["recurrence"], mine["warmup"]) == (7, "raw", 1, 0)
 
 

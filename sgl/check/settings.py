@@ -30,7 +30,8 @@ RECURRENT_SCHEDULERS = ("ddim", "ddpm")
 _CHOICES = {"scheduler": (SCHEDULERS, errors.unknown_scheduler), "gradient": (GRADIENTS, errors.unknown_gradient)}
 
 _EXPECTED = {"string": "a string", "count": "an integer", "positive": "an integer",
-             "number": "a number", "fraction": "a number from 0 to 1", "resolution": "a size such as `512` or `512x768`"}
+             "number": "a number", "fraction": "a number from 0 to 1",
+             "resolution": "a size such as `512` or `512x768`"}
 
 
 def _found(value) -> str:
