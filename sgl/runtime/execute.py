@@ -33,8 +33,9 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 
 # Settings a model recommends when a program sets none: its folder's `sgl.json`
 # ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n, "warmup": w}; the
-# embedded `shapes` model ships one, tuned on `sgl bench edits`), else its family's. Stable Diffusion: the public
-# ports use about 1000 with the raw gradient (eps += 1000·∇g), diffusers' cfg 7.5, no recurrence.
+# embedded `shapes` model ships one, tuned on `sgl bench edits`), else its family's. Stable
+# Diffusion: the public ports use about 1000 with the raw gradient (eps += 1000·∇g), diffusers'
+# cfg 7.5, no recurrence, no warmup.
 SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "warmup": 0.0}
 TUNED = ("strength", "gradient", "cfg", "recurrence", "warmup")  # the settings a model may recommend
 FAMILY_DEFAULTS = {"sd": SD_DEFAULTS, "sdxl": SD_DEFAULTS}

@@ -19,6 +19,8 @@ reads follows the drawn size (`size_readout`), how much of each object its atten
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import time
 from collections import deque
@@ -117,14 +119,12 @@ def _largest_blob(mask: np.ndarray) -> np.ndarray:
     return comps[0] if comps else np.zeros_like(mask, bool)
 
 
+@functools.cache
 def _unit_area(shape: str) -> float:
     """Pixels a rendered `shape` of radius r covers, per r² (the generator's drawing rule)."""
-    if shape not in _UNIT_AREA:
-        _UNIT_AREA[shape] = float((data._coverage(shape, 32, 32, 20, 64) >= 0.5).sum()) / 400.0
-    return _UNIT_AREA[shape]
+    return float((data._coverage(shape, 32, 32, 20, 64) >= 0.5).sum()) / 400.0
 
 
-_UNIT_AREA: dict[str, float] = {}
 # How far a template may be stretched (radius factors) and shifted (pixels) to fit a blob.
 _TEMPLATE_RADII = (0.9, 1.0, 1.1)
 _TEMPLATE_SHIFTS = (-1, 0, 1)
@@ -141,7 +141,6 @@ def shape_cost(mask: np.ndarray, shape: str) -> float:
     ys, xs = np.nonzero(mask)
     if len(ys) < 4:
         return 1.0
-    h, w = mask.shape
     cx, cy = float(xs.mean()) + 0.5, float(ys.mean()) + 0.5
     r0 = float(np.sqrt(len(ys) / _unit_area(shape)))
     # a window holding the blob and every template tried (the triangle's centroid lies r/4 below
@@ -163,20 +162,22 @@ def shape_cost(mask: np.ndarray, shape: str) -> float:
     return 1.0 - best
 
 
-def _shape_costs(masks: list, shapes: list[str]) -> dict[tuple[str, ...], float]:
-    """For every assignment of `shapes` (distinct words) to `masks` (as many), the summed
-    `shape_cost` of the blobs."""
-    import itertools
+def _fits(masks: list, shapes) -> list[dict[str, float]]:
+    """Per blob, the `shape_cost` of each word of `shapes` (the expensive part: computed once)."""
+    return [{s: shape_cost(m, s) for s in shapes} for m in masks]
 
-    cost = {(i, s): shape_cost(m, s) for i, m in enumerate(masks) for s in shapes}
-    return {order: sum(cost[(i, s)] for i, s in enumerate(order)) for order in itertools.permutations(shapes)}
+
+def _order_costs(fits: list[dict[str, float]], shapes: list[str]) -> dict[tuple[str, ...], float]:
+    """For every assignment of `shapes` (distinct words) to the blobs of `fits` (as many), the
+    summed cost of the blobs."""
+    return {order: sum(fit[s] for fit, s in zip(fits, order)) for order in itertools.permutations(shapes)}
 
 
 def match_shapes(masks: list, shapes: list[str]) -> list[str]:
     """The assignment of `shapes` (distinct words) to `masks` (as many) whose outlines fit the
     rendered shapes best: more reliable than guessing each blob's shape alone, because only the
     order of two known shapes has to come out right."""
-    costs = _shape_costs(masks, shapes)
+    costs = _order_costs(_fits(masks, shapes), shapes)
     return list(min(costs, key=costs.get))
 
 
@@ -196,13 +197,12 @@ def shapes_told_apart(masks: list, shapes: list[str], margin: float = SHAPE_MARG
     least `margin`. A model's small star can come out as round as a circle, a square as round as
     the circle beside it, or "a square and a star" as two stars; which blob is which word is then
     a guess (the benchmark redraws such an original, `Bench.valid_original`)."""
-    for mask, shape in zip(masks, shapes):
-        cost = {s: shape_cost(mask, s) for s in data.SHAPES}
-        if cost[shape] - min(cost.values()) > margin:
-            return False
+    fits = _fits(masks, data.SHAPES)
+    if any(fit[shape] - min(fit.values()) > margin for fit, shape in zip(fits, shapes)):
+        return False
     if len(masks) < 2:
         return True
-    costs = _shape_costs(masks, shapes)
+    costs = _order_costs(fits, shapes)
     given = costs.pop(tuple(shapes))
     return all(cost - given >= margin for cost in costs.values())
 
@@ -212,7 +212,8 @@ def guess_shape(mask: np.ndarray) -> str | None:
     of fewer than 4 pixels."""
     if np.count_nonzero(mask) < 4:
         return None
-    return min(data.SHAPES, key=lambda s: shape_cost(mask, s))
+    (fit,) = _fits([mask], data.SHAPES)
+    return min(fit, key=fit.get)
 
 
 def _blob(colour: str, m: np.ndarray, min_area: float, min_core: int) -> Blob:
