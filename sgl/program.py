@@ -109,18 +109,24 @@ class Program:
 
 
 def _effective(base: dict, overrides: dict) -> dict:
+    """`base` with the overrides applied, each checked as its program line would be (all the
+    problems at once, as the checker reports a program's)."""
+    from sgl.check.settings import check_override, override_problems
+
     out = dict(base)
+    problems = []
     for key, value in overrides.items():
         key = _ALIASES.get(key, key)
-        if key not in DEFAULTS and key != "prompt":
-            from sgl.suggest import did_you_mean
-
-            guess = did_you_mean(key, [*DEFAULTS, "prompt", *_ALIASES])
-            raise SGLError.single("E090", f"unknown setting `{key}`",
-                                  hint=f"did you mean `{guess}`?" if guess else
-                                  "settings are: " + ", ".join(sorted([*DEFAULTS, "prompt"])))
-        if value is not None:
+        if value is None:
+            continue
+        value, found = check_override(key, value)
+        problems.extend(found)
+        if not found:
             out[key] = value
+    if not problems and any(_ALIASES.get(k, k) in ("recurrence", "scheduler") for k in overrides):
+        problems.extend(override_problems(out))
+    if problems:
+        raise SGLError(problems)
     return out
 
 

@@ -141,6 +141,38 @@ def test_setting_out_of_range(line):
     assert codes(HEAD + line + "\n") == [("E024", 2)]
 
 
+# A setting given outside the program (`--set`, a REPL flag, `sgl.compile(…, seed=3)`) meets the
+# same rules as its line would, with the same codes; it has no span, so a note says where it came from.
+OVERRIDE_CASES = [
+    ({"warmup": 2}, ["E024"]), ({"steps": 0}, ["E024"]), ({"seed": -1}, ["E024"]),
+    ({"sead": 3}, ["E020"]), ({"seed": 1.5}, ["E022"]), ({"cfg": True}, ["E022"]),
+    ({"cfg": "high"}, ["E022"]), ({"resolution": "big"}, ["E022"]), ({"scheduler": "eular"}, ["E025"]),
+    ({"gradient": "units"}, ["E028"]), ({"recurrence": 3, "scheduler": "pndm"}, ["E029"]),
+    ({"steps": 0, "sead": 3, "warmup": -0.5}, ["E020", "E024", "E024"]),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", OVERRIDE_CASES)
+def test_overrides_are_checked_like_program_lines(overrides, expected):
+    import sgl
+
+    with pytest.raises(SGLError) as info:
+        sgl.compile(HEAD, **overrides)
+    assert sorted(d.code for d in info.value.diagnostics) == expected
+    assert all("given outside the program" in d.notes[-1] for d in info.value.diagnostics)
+
+
+def test_good_overrides_become_the_values_a_line_would_give():
+    import sgl
+
+    program = sgl.compile(HEAD, seed=3.0, resolution=64, warmup=1, num_inference_steps=4, scheduler="euler",
+                          cfg=5, strength=None)
+    got = {k: program.settings[k] for k in ("seed", "resolution", "warmup", "steps", "scheduler", "cfg")}
+    assert got == {"seed": 3, "resolution": (64, 64), "warmup": 1.0, "steps": 4, "scheduler": "euler", "cfg": 5.0}
+    assert isinstance(program.settings["seed"], int) and program.settings["strength"] is None
+    assert sgl.compile(HEAD + "recurrence 3\n", recurrence=1, scheduler="pndm").settings["recurrence"] == 1
+
+
 def test_missing_prompt_is_reported_at_the_start_of_the_file():
     d = only("seed 7\n")
     assert d.code == "E023" and (d.span.line, d.span.column) == (1, 1)

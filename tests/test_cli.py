@@ -149,3 +149,13 @@ def test_set_values_are_typed_and_quoted_strings_unquoted():
     assert parse_setting_value("64x32") == (64, 32)
     assert parse_setting_value('"up_blocks.1,up_blocks.2"') == "up_blocks.1,up_blocks.2"
     assert parse_setting_value("ddim") == "ddim" and parse_setting_value('"') == '"'
+
+
+def test_run_with_a_bad_set_value_stops_before_loading_a_model(capsys, write, tmp_path):
+    out = tmp_path / "out"
+    status, stdout, err = run(capsys, "run", write("ok.sgl", GOOD), "--set", "warmup=2", "--set", "stpes=3",
+                              "--out", str(out))
+    assert status == 1 and stdout == "" and "Traceback" not in err
+    assert "error[E024]: setting `warmup` must be from 0 to 1" in err
+    assert "error[E020]: unknown setting `stpes`" in err and "did you mean `steps`?" in err
+    assert not out.exists()

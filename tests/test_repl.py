@@ -325,6 +325,12 @@ def test_run_cancelled_by_ctrl_c_keeps_the_program(session, monkeypatch):
     assert len(session.chunks) == 3 and session.latest == []
 
 
+def test_run_flag_out_of_range_is_a_diagnostic_not_a_crash(session):
+    started(session)
+    reply = session.handle(":run --warmup 2")
+    assert not reply.ok and "E024" in reply.text and "warmup" in reply.text and "Traceback" not in reply.text
+
+
 def test_sgl_repl_file_starts_from_the_program(tmp_path, monkeypatch):
     from sgl.repl import main
 

@@ -6,6 +6,8 @@ and gets a did-you-mean instead of a syntax error.
 
 from __future__ import annotations
 
+import attrs
+
 from sgl.check import errors
 from sgl.diagnostics import Diagnostic, Span
 from sgl.suggest import did_you_mean
@@ -97,6 +99,72 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
         values[s.name] = value
     diags.extend(_recurrence_problems(values, where))
     return values, where, diags
+
+
+def check_override(name: str, value) -> tuple[object, list[Diagnostic]]:
+    """A setting given outside the program (`--set`, a REPL flag, a keyword argument of
+    `sgl.compile`) checked as its program line would be: the value as the runtime takes it, and the
+    problems. Such a value has no place in the source, so its diagnostics carry no span."""
+    value, problems = _check_override(name, value)
+    return value, _noted(problems)
+
+
+def _noted(problems: list[Diagnostic]) -> list[Diagnostic]:
+    note = "given outside the program: by `--set`, a REPL flag or a keyword argument"
+    return [attrs.evolve(d, notes=(*d.notes, note)) for d in problems]
+
+
+def _check_override(name: str, value) -> tuple[object, list[Diagnostic]]:
+    kind = SETTINGS.get(name)
+    if kind is None:
+        return None, [errors.unknown_setting(name, None, did_you_mean(name, SETTINGS), sorted(SETTINGS))]
+    converted = _python_value(kind, value)
+    if converted is None:
+        return None, [errors.setting_kind(name, _EXPECTED[kind], _found_python(value), None, EXAMPLES[name])]
+    problem = _range_problem(kind, converted)
+    if problem:
+        return None, [errors.setting_range(name, problem, None)]
+    if name in _CHOICES and converted.lower() not in _CHOICES[name][0]:
+        known, error = _CHOICES[name]
+        return None, [error(converted, None, did_you_mean(converted.lower(), known), known)]
+    return converted, []
+
+
+def _python_value(kind: str, value):
+    """`value` as the kind's Python value, or None when it is not of that kind (a bool is not a
+    number; an integral float is an integer)."""
+    if isinstance(value, bool):
+        return None
+    if kind == "string":
+        return value if isinstance(value, str) else None
+    if kind in ("count", "positive"):
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return int(value) if integral else None
+    if kind in ("number", "fraction"):
+        return float(value) if isinstance(value, int | float) else None
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, tuple | list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    return None
+
+
+def _found_python(value) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return f"a {type(value).__name__}"
+
+
+def override_problems(values: dict) -> list[Diagnostic]:
+    """Problems of a combination of settings that overrides may have made (recurrence with a
+    stateful sampler); `values` holds the effective settings, None where the model decides."""
+    chosen = {k: values[k] for k in ("recurrence", "scheduler") if values.get(k) is not None}
+    return _noted(_recurrence_problems(chosen, {"recurrence": None, "scheduler": None}))
 
 
 def _recurrence_problems(values: dict, where: dict[str, Span | None]) -> list[Diagnostic]:
