@@ -141,14 +141,16 @@ def setting_as_value(name: str, span: Span) -> Diagnostic:
 # ----------------------------------------------------------------------------- E03x names
 
 def unknown_function(name: str, span: Span, suggestion: str | None, module: str | None,
-                     declared_at: Span | None = None) -> Diagnostic:
+                     declared_at: Span | None = None, original: bool = False) -> Diagnostic:
     if module is not None and suggestion is not None:
         hint = f"did you mean `{suggestion}` from stdlib module `{module}`? add `use {module}`"
     elif module is not None:
         hint = f"`{name}` is defined in stdlib module `{module}`: add `use {module}`"
     else:
         hint = _mean(suggestion)
-    return Diagnostic("E030", f"unknown function `{name}`", span, hint=hint,
+    notes = (f"`{suggestion}` (or `{suggestion[:-2]}₀`) reads `{suggestion[:-2]}` in the unguided original",
+             ) if original else ()
+    return Diagnostic("E030", f"unknown function `{name}`", span, hint=hint, notes=notes,
                       labels=_label(declared_at, f"`{suggestion}` is defined here") if module is None else ())
 
 

@@ -418,6 +418,9 @@ class Resolver:
         self.diags.append(errors.unknown_source(name, e.source.span or span, did_you_mean(name, names), names))
 
     def _unknown_function(self, name: str, span: Span) -> None:
+        if name.endswith("0") and name[:-1] in self.functions:  # `centroid0`: the original's value
+            self.diags.append(errors.unknown_function(name, span, f"{name[:-1]}_0", None, original=True))
+            return
         defined_in = _stdlib_functions()
         module = defined_in.get(name)
         suggestion = did_you_mean(name, self.functions)
