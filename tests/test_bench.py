@@ -40,6 +40,18 @@ def test_bench_speed_on_a_tiny_architecture(tmp_path):
     assert rows["plain"]["ratio"] == 1.0 and all(r["seconds"] > 0 for r in rows.values())
 
 
+def test_bench_speed_times_the_shapes_model_against_its_targets(tmp_path):
+    out = tmp_path / "speed.json"
+    done = _bench("speed", "--arch", "shapes", "--steps", "2", "--repeats", "1", "--program", "examples/move.sgl",
+                  "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert list(rows) == ["plain", "move (edit)"]
+    assert [r["target_s"] for r in rows.values()] == [3.0, 10.0] and all(r["seconds"] > 0 for r in rows.values())
+    assert rows["move (edit)"]["met"] == (rows["move (edit)"]["seconds"] <= 10.0)
+    assert "≤ 10 s" in done.stdout
+
+
 @pytest.mark.skipif(not SHAPES.exists(), reason="the shapes weights are not exported yet")
 def test_bench_edits_runs_end_to_end(tmp_path):
     out = tmp_path / "edits.json"

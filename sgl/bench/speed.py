@@ -9,12 +9,19 @@ Three ways to make one image with the same random-weight model of a real archite
 
 Printed as a table (seconds, ratio to plain, peak GPU memory) and optionally written as JSON.
 Target (issue 4): sgl cached / plain ≤ 2.0.
+
+`--arch shapes` times the embedded model with its shipped weights instead: `plain` is one 50-step
+image (CFG 5) and each example program of examples/ (a checkout's) is one full edit — its
+original and its guided run from an empty cache, as a first `sgl run` does them, model loaded.
+Targets (issue 5, on 2 CPU cores): plain ≤ 3 s, a full edit ≤ 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -137,26 +144,78 @@ def run_speed_bench(arch: str = "sd15", size: int = 512, steps: int = 50, device
     }
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SHAPES_PROMPT = "a red circle and a blue square"
+SHAPES_TARGETS = {"plain": 3.0, "edit": 10.0}   # seconds, issue 5
+
+
+def run_shapes_speed(steps: int = 50, repeats: int = 3, programs: list[str] | None = None) -> dict:
+    """Median seconds of a plain image and of each example's full edit on the shipped `shapes`
+    model, on the CPU, with torch's default threads."""
+    import sgl
+    from sgl.runtime.cache import RunCache
+    from sgl.runtime.pipelines import load_pipeline
+
+    paths = [Path(p) for p in programs] if programs else sorted(EXAMPLES.glob("*.sgl"))
+    if not paths:
+        raise SystemExit(f"no example programs in {EXAMPLES} (`--arch shapes` runs in a checkout)")
+    pipe, _ = load_pipeline("shapes", device="cpu")
+
+    def plain():
+        pipe(SHAPES_PROMPT, num_inference_steps=steps, guidance_scale=5.0,
+             generator=torch.Generator().manual_seed(0))
+
+    def median(fn) -> float:
+        return statistics.median(_timed(fn, "cpu")[0] for _ in range(repeats))
+
+    plain()  # warm-up
+    rows = {"plain": (median(plain), SHAPES_TARGETS["plain"])}
+    for path in paths:
+        program = sgl.compile(path, steps=steps)
+        program.run(pipe=pipe, progress=False, cache=RunCache())  # warm-up: images loaded, kernels
+        rows[f"{path.stem} (edit)"] = (median(lambda: program.run(pipe=pipe, progress=False, cache=RunCache())),
+                                       SHAPES_TARGETS["edit"])
+    base = rows["plain"][0]
+    return {
+        "arch": "shapes", "size": 64, "steps": steps, "device": "cpu", "dtype": "float32", "device_name": "cpu",
+        "threads": torch.get_num_threads(), "repeats": repeats,
+        "rows": {name: {"seconds": round(t, 3), "ratio": round(t / base, 3), "peak_gib": None,
+                        "target_s": target, "met": t <= target} for name, (t, target) in rows.items()},
+        "target": {"plain (s)": SHAPES_TARGETS["plain"], "full edit (s)": SHAPES_TARGETS["edit"]},
+    }
+
+
 def format_table(result: dict) -> str:
-    lines = [f"speed: {result['arch']} (random weights), {result['size']} px, {result['steps']} steps, "
-             f"{result['device_name']}, {result['dtype']}",
-             f"{'':<12}{'seconds':>10}{'× plain':>10}{'peak GiB':>10}"]
+    weights = "shipped weights" if result["arch"] == "shapes" else "random weights"
+    threads = f", {result['threads']} threads, median of {result['repeats']}" if "threads" in result else ""
+    width = max(12, *(len(name) + 2 for name in result["rows"]))
+    lines = [f"speed: {result['arch']} ({weights}), {result['size']} px, {result['steps']} steps, "
+             f"{result['device_name']}, {result['dtype']}{threads}",
+             f"{'':<{width}}{'seconds':>10}{'× plain':>10}{'peak GiB':>10}"]
     for name, row in result["rows"].items():
         peak = "—" if row["peak_gib"] is None else f"{row['peak_gib']:.2f}"
-        lines.append(f"{name:<12}{row['seconds']:>10.2f}{row['ratio']:>10.2f}{peak:>10}")
+        target = (f"   ≤ {row['target_s']:g} s {'✔' if row['met'] else '✘'}") if "target_s" in row else ""
+        lines.append(f"{name:<{width}}{row['seconds']:>10.2f}{row['ratio']:>10.2f}{peak:>10}{target}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="sgl bench speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", choices=("sd15", "sdxl", "tiny"), default="sd15")
+    parser.add_argument("--arch", choices=("sd15", "sdxl", "tiny", "shapes"), default="sd15",
+                        help="a random-weight architecture, or the embedded model with its weights (shapes)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="shapes: timed runs of each row (the median)")
+    parser.add_argument("--program", dest="programs", action="append", metavar="FILE",
+                        help="shapes: time this program instead of every example (repeatable)")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write the result as JSON here")
     args = parser.parse_args(argv)
-    result = run_speed_bench(args.arch, args.size, args.steps, args.device, args.dtype)
+    if args.arch == "shapes":
+        result = run_shapes_speed(args.steps, args.repeats, args.programs)
+    else:
+        result = run_speed_bench(args.arch, args.size, args.steps, args.device, args.dtype)
     return publish(result, format_table(result), args.json_path)
 
 
