@@ -16,6 +16,7 @@ from sgl.check.types import MAP, OBJECT, SCALAR, VEC2, VECTOR, list_of
 from sgl.diagnostics import SGLError
 from sgl.syntax import ast
 from sgl.syntax.parse import parse
+from sgl.syntax.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = 'prompt "a photo of a dog and a cat on a beach"\n'
@@ -148,7 +149,8 @@ OVERRIDE_CASES = [
     ({"sead": 3}, ["E020"]), ({"seed": 1.5}, ["E022"]), ({"cfg": True}, ["E022"]),
     ({"cfg": "high"}, ["E022"]), ({"resolution": "big"}, ["E022"]), ({"scheduler": "eular"}, ["E025"]),
     ({"gradient": "units"}, ["E028"]), ({"recurrence": 3, "scheduler": "pndm"}, ["E029"]),
-    ({"steps": 0, "sead": 3, "warmup": -0.5}, ["E020", "E024", "E024"]),
+    ({"steps": 0, "sead": 3, "warmup": -0.5}, ["E020", "E024", "E024"]), ({"cfg": float("nan")}, ["E022"]),
+    ({"resolution": "64y64"}, ["E022"]), ({"resolution": (64, 0)}, ["E024"]),
 ]
 
 
@@ -171,6 +173,26 @@ def test_good_overrides_become_the_values_a_line_would_give():
     assert got == {"seed": 3, "resolution": (64, 64), "warmup": 1.0, "steps": 4, "scheduler": "euler", "cfg": 5.0}
     assert isinstance(program.settings["seed"], int) and program.settings["strength"] is None
     assert sgl.compile(HEAD + "recurrence 3\n", recurrence=1, scheduler="pndm").settings["recurrence"] == 1
+    assert sgl.compile(HEAD, resolution="64x32").settings["resolution"] == (64, 32)
+
+
+_ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10, 10 ** 6), st.floats(allow_nan=True),
+                       st.text(max_size=12), st.tuples(st.integers(-5, 600), st.integers(-5, 600)),
+                       st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.one_of(st.sampled_from(sorted(SETTINGS)), st.text(max_size=8)), _ANY_VALUE, max_size=4))
+def test_any_override_compiles_or_gets_a_diagnostic(overrides):
+    import sgl
+
+    try:
+        program = sgl.compile(HEAD, **overrides)
+    except SGLError as error:
+        assert error.diagnostics and all(d.code.startswith("E0") for d in error.diagnostics)
+        return
+    for key, value in overrides.items():
+        assert value is None or program.settings[key] is not None
 
 
 def test_missing_prompt_is_reported_at_the_start_of_the_file():

@@ -6,6 +6,8 @@ and gets a did-you-mean instead of a syntax error.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from sgl.check import errors
@@ -132,16 +134,22 @@ def _check_override(name: str, value) -> tuple[object, list[Diagnostic]]:
 
 def _python_value(kind: str, value):
     """`value` as the kind's Python value, or None when it is not of that kind (a bool is not a
-    number; an integral float is an integer)."""
+    number; an integral float is an integer; a resolution may be written `"512x768"`)."""
     if isinstance(value, bool):
         return None
     if kind == "string":
         return value if isinstance(value, str) else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if kind in ("count", "positive"):
         integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         return int(value) if integral else None
     if kind in ("number", "fraction"):
         return float(value) if isinstance(value, int | float) else None
+    if isinstance(value, str):
+        width, sep, height = value.strip().lower().partition("x")
+        value = (int(width), int(height)) if sep and width.isdigit() and height.isdigit() else \
+            int(width) if not sep and width.isdigit() else None
     if isinstance(value, int):
         return (value, value)
     if isinstance(value, tuple | list) and len(value) == 2 and all(
