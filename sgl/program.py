@@ -111,13 +111,13 @@ class Program:
 def _effective(base: dict, overrides: dict) -> dict:
     """`base` with the overrides applied, each checked as its program line would be (all the
     problems at once, as the checker reports a program's)."""
-    from sgl.check.settings import check_override, override_problems
+    from sgl.check.settings import SETTINGS, check_override, override_problems
 
     out = dict(base)
     problems = []
     for key, value in overrides.items():
         key = _ALIASES.get(key, key)
-        if value is None:
+        if value is None and key in SETTINGS:  # None: leave the setting as it is
             continue
         value, found = check_override(key, value)
         problems.extend(found)

@@ -150,7 +150,7 @@ OVERRIDE_CASES = [
     ({"cfg": "high"}, ["E022"]), ({"resolution": "big"}, ["E022"]), ({"scheduler": "eular"}, ["E025"]),
     ({"gradient": "units"}, ["E028"]), ({"recurrence": 3, "scheduler": "pndm"}, ["E029"]),
     ({"steps": 0, "sead": 3, "warmup": -0.5}, ["E020", "E024", "E024"]), ({"cfg": float("nan")}, ["E022"]),
-    ({"resolution": "64y64"}, ["E022"]), ({"resolution": (64, 0)}, ["E024"]),
+    ({"resolution": "64y64"}, ["E022"]), ({"resolution": (64, 0)}, ["E024"]), ({"sead": None}, ["E020"]),
 ]
 
 
@@ -192,7 +192,7 @@ def test_any_override_compiles_or_gets_a_diagnostic(overrides):
         assert error.diagnostics and all(d.code.startswith("E0") for d in error.diagnostics)
         return
     for key, value in overrides.items():
-        assert value is None or program.settings[key] is not None
+        assert key in SETTINGS and (value is None or program.settings[key] is not None)
 
 
 def test_missing_prompt_is_reported_at_the_start_of_the_file():
