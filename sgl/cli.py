@@ -230,10 +230,9 @@ def parse_setting_value(text: str):
             return convert(text)
         except ValueError:
             pass
-    width, sep, height = text.partition("x")
-    if sep and width.isdigit() and height.isdigit():
-        return (int(width), int(height))
-    return text
+    from sgl.check.settings import parse_size
+
+    return parse_size(text) or text
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -546,8 +546,6 @@ def parse_run_args(rest: str) -> dict[str, Any]:
             out[key] = kind(value)
         except ValueError:
             raise ValueError(f"`{flag}` needs {'an integer' if kind is int else 'a number'}, not `{value}`") from None
-        if kind is int and out[key] < 0:
-            raise ValueError(f"`{flag}` must not be negative")
         i += 1
     return out
 

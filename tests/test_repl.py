@@ -439,3 +439,9 @@ def test_a_runtime_error_points_into_the_entry_it_is_about(session, monkeypatch)
     monkeypatch.setattr("sgl.program.Program.run", failing)
     reply = session.handle(":run")
     assert not reply.ok and "E299" in reply.text and "<repl:3>:1:7" in reply.text
+
+
+def test_negative_run_flag_is_the_settings_range_diagnostic(session):
+    started(session)
+    reply = session.handle(":run --seed -1")
+    assert not reply.ok and "E024" in reply.text and "`seed` must be 0 or more" in reply.text

@@ -90,13 +90,9 @@ def check_settings(settings: list[ast.Setting]) -> tuple[dict, dict[str, Span | 
         if not ok:
             diags.append(errors.setting_kind(s.name, _EXPECTED[kind], _found(s.value), vspan, EXAMPLES[s.name]))
             continue
-        problem = _range_problem(kind, value)
+        problem = _value_problem(s.name, kind, value, vspan)
         if problem:
-            diags.append(errors.setting_range(s.name, problem, vspan))
-            continue
-        if s.name in _CHOICES and value.lower() not in _CHOICES[s.name][0]:
-            known, error = _CHOICES[s.name]
-            diags.append(error(value, vspan, did_you_mean(value.lower(), known), known))
+            diags.append(problem)
             continue
         values[s.name] = value
     diags.extend(_recurrence_problems(values, where))
@@ -123,13 +119,19 @@ def _check_override(name: str, value) -> tuple[object, list[Diagnostic]]:
     converted = _python_value(kind, value)
     if converted is None:
         return None, [errors.setting_kind(name, _EXPECTED[kind], _found_python(value), None, EXAMPLES[name])]
-    problem = _range_problem(kind, converted)
+    problem = _value_problem(name, kind, converted, None)
+    return (None, [problem]) if problem else (converted, [])
+
+
+def _value_problem(name: str, kind: str, value, span: Span | None) -> Diagnostic | None:
+    """A value of the right kind that is out of range or not one of the setting's choices."""
+    problem = _range_problem(kind, value)
     if problem:
-        return None, [errors.setting_range(name, problem, None)]
-    if name in _CHOICES and converted.lower() not in _CHOICES[name][0]:
+        return errors.setting_range(name, problem, span)
+    if name in _CHOICES and value.lower() not in _CHOICES[name][0]:
         known, error = _CHOICES[name]
-        return None, [error(converted, None, did_you_mean(converted.lower(), known), known)]
-    return converted, []
+        return error(value, span, did_you_mean(value.lower(), known), known)
+    return None
 
 
 def _python_value(kind: str, value):
@@ -147,15 +149,20 @@ def _python_value(kind: str, value):
     if kind in ("number", "fraction"):
         return float(value) if isinstance(value, int | float) else None
     if isinstance(value, str):
-        width, sep, height = value.strip().lower().partition("x")
-        value = (int(width), int(height)) if sep and width.isdigit() and height.isdigit() else \
-            int(width) if not sep and width.isdigit() else None
+        text = value.strip().lower()
+        value = int(text) if text.isdigit() else parse_size(text)
     if isinstance(value, int):
         return (value, value)
     if isinstance(value, tuple | list) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(value)
     return None
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """`"512x768"` → (512, 768); None for any other text."""
+    width, sep, height = text.partition("x")
+    return (int(width), int(height)) if sep and width.isdigit() and height.isdigit() else None
 
 
 def _found_python(value) -> str:
