@@ -271,3 +271,28 @@ def test_a_layer_the_model_lacks_is_reported_at_the_setting_unless_overridden(ti
     with pytest.raises(sgl.SGLError) as err:
         sgl.compile(text, layers="up_blocks.8.*").run(pipe=tiny_sd, progress=False)
     assert err.value.diagnostics[0].code == "E211" and err.value.diagnostics[0].span is None
+
+
+def test_a_pixel_term_in_a_window_decodes_the_edit_only_in_that_window(tiny_sd, monkeypatch):
+    """A program whose only `pixels()` term runs from 0% to 50% decodes the guided x̂₀ (with
+    its gradient) at the first half of the steps and not after, while its attention terms guide
+    every step; the trace shows the pixel term only where it is active."""
+    from sgl.runtime import sampler as sampler_module
+
+    graded = []
+    real_decode = sampler_module.decode_pixels
+
+    def counting_decode(vae, latents):
+        if latents.requires_grad:
+            graded.append(latents.shape)
+        return real_decode(vae, latents)
+
+    monkeypatch.setattr(sampler_module, "decode_pixels", counting_decode)
+    text = ('prompt "a photo of a red dog and a blue cat on the beach"\nseed 3\nsteps 4\ncfg 5\n'
+            "centroid(dog) = centroid₀(dog) + (0.2, 0)\n"
+            "rgb(dog) = rgb₀(dog) weight 2 from 0% to 50%\n")
+    result = sgl.compile(text).run(pipe=tiny_sd, progress=False, recurrence=1)
+    assert len(graded) == 2
+    pixel_term = "rgb(dog) = rgb₀(dog) weight 2 from 0% to 50%"
+    assert [pixel_term in row["terms"] for row in result.trace] == [True, True, False, False]
+    assert all(row["guided"] for row in result.trace)

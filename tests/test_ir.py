@@ -116,6 +116,25 @@ def test_rgb_reads_the_decoded_picture_of_each_source():
     assert "pixels[self]()" in text and "pixels[ref]()" in text and "latent[" not in text
 
 
+def test_a_feature_read_at_fewer_steps_keeps_its_own_windows():
+    """The runtime decodes `pixels()` only where a term reads it: the requirements keep, per
+    feature, the union of the windows of the terms that read it when that is fewer steps than
+    the source records at; a feature read at every step of its source lists none."""
+    program = ir("rgb(dog) = rgb₀(dog) from 0% to 40%\n"
+                 "rgb(dog) = rgb₀(dog) weight 2 from 30% to 50%\n"
+                 "colour(dog) = colour₀(dog)\n"
+                 "centroid(dog) = (0.5, 0.5)\n")
+    self_needs = program.requirements.sources["self"]
+    assert self_needs.windows == ((0.0, 1.0),)
+    assert self_needs.feature_windows == (("pixels", ((0.0, 0.5),)),)
+    assert self_needs.windows_of("pixels") == ((0.0, 0.5),) and self_needs.windows_of("latent") == ((0.0, 1.0),)
+    assert "feat latent, pixels (steps 0%–50%)" in format_ir(program)
+    assert format_ir_json(program)["requirements"]["sources"]["self"]["feature_windows"] == {"pixels": [[0.0, 0.5]]}
+    assert program.requirements.sources["orig"].windows == ((0.0, 1.0),)
+    assert program.requirements.sources["orig"].windows_of("pixels") == ((0.0, 0.5),)
+    assert ir("rgb(dog) = rgb₀(dog) from 0% to 40%\n").requirements.sources["self"].feature_windows == ()
+
+
 def test_layers_setting_reaches_requirements():
     program = ir('layers "up_blocks.1"\nsize(dog) = 0.2\n')
     assert program.requirements.layers == "up_blocks.1"

@@ -504,3 +504,32 @@ def test_pixels_are_the_decoded_clean_latent_and_carry_a_gradient(tiny_sd):
     pairs.clear()
     unguided = sample(tiny_sd, strength=0.0, observe=True, **kw)
     assert guided.trace[-1].terms["white"] < unguided.trace[-1].terms["white"]
+
+
+def test_a_picture_is_decoded_only_at_the_steps_that_read_it(tiny_sd, monkeypatch):
+    """`computed_when` (a pixel term's window, from the IR's `feature_windows`): the guided
+    row's x̂₀ is decoded, with its backward, only at those steps; at the others the energy sees
+    x̂₀ but no picture, and nothing is decoded for it."""
+    from sgl.ir.ops import LATENT, PIXELS
+    from sgl.runtime import sampler as sampler_module
+
+    decoded, seen = [], []
+    real_decode = sampler_module.decode_pixels
+
+    def counting_decode(vae, latents):
+        decoded.append(latents.requires_grad)
+        return real_decode(vae, latents)
+
+    monkeypatch.setattr(sampler_module, "decode_pixels", counting_decode)
+
+    def energy(step, recorded):
+        feats = recorded[SELF].feats
+        seen.append((step.index, PIXELS in feats, LATENT in feats))
+        value = (feats[PIXELS] - 1.0).abs().mean() if PIXELS in feats else feats[LATENT].abs().mean()
+        return EnergyOut(value, {"e": float(value.detach())})
+
+    steps = 6
+    sample(tiny_sd, prompt=PROMPT, seed=3, steps=steps, cfg=1.0, strength=3.0, gradient="unit", energy=energy,
+           features=[LATENT, PIXELS], computed_when={PIXELS: lambda step: step.index < 2})
+    assert seen == [(i, i < 2, True) for i in range(steps)]
+    assert decoded == [True, True, False]  # steps 0 and 1 with a gradient, then the final image

@@ -89,11 +89,19 @@ class Term:
 class SourceNeeds:
     """What the runtime must record for one source: attention maps of these objects (each a
     tuple of lower-cased words), activations of these feature layers ("default" = the
-    profile's feature layer), and at which steps (a window union as [start, end) fractions)."""
+    profile's feature layer), and at which steps (a window union as [start, end) fractions).
+    `feature_windows` has, per feature, the union of the windows of the terms that read it: a
+    feature read by fewer terms than the source's others is needed at fewer steps (the runtime
+    decodes `pixels()` only where a term reads it; it costs a VAE pass with its gradient)."""
 
     objects: frozenset[tuple[str, ...]] = frozenset()
     features: frozenset[str] = frozenset()
     windows: tuple[tuple[float, float], ...] = ()
+    feature_windows: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+
+    def windows_of(self, feature: str) -> tuple[tuple[float, float], ...]:
+        """The steps at which `feature` is read (the source's windows when not listed)."""
+        return dict(self.feature_windows).get(feature, self.windows)
 
 
 @attrs.frozen

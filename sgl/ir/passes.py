@@ -94,6 +94,7 @@ def requirements(terms: Iterable[Term], layers: str | None = None) -> Requiremen
     objects: dict[str, set] = {}
     features: dict[str, set] = {}
     windows: dict[str, list] = {}
+    feature_windows: dict[tuple[str, str], list] = {}
     for term in terms:
         if term.window[0] >= term.window[1]:
             continue
@@ -105,11 +106,14 @@ def requirements(terms: Iterable[Term], layers: str | None = None) -> Requiremen
             features.setdefault(source, set())
             (objects if node.op == "attn" else features)[source].add(what)
             windows.setdefault(source, []).append(term.window)
-    needs = {
-        source: SourceNeeds(frozenset(objects[source]), frozenset(features[source]),
-                            merge_windows(windows[source]))
-        for source in sorted(objects, key=lambda s: (s != SELF, s))
-    }
+            if node.op != "attn":
+                feature_windows.setdefault((source, what), []).append(term.window)
+    needs = {}
+    for source in sorted(objects, key=lambda s: (s != SELF, s)):
+        steps = merge_windows(windows[source])
+        own = ((f, merge_windows(feature_windows[source, f])) for f in sorted(features[source]))
+        needs[source] = SourceNeeds(frozenset(objects[source]), frozenset(features[source]), steps,
+                                    tuple((f, w) for f, w in own if w != steps))
     return Requirements(needs, layers)
 
 

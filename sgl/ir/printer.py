@@ -80,7 +80,10 @@ def _needs_line(source: str, needs: SourceNeeds) -> str:
     if needs.objects:
         parts.append("attn " + ", ".join(" ".join(words) for words in sorted(needs.objects)))
     if needs.features:
-        parts.append("feat " + ", ".join(sorted(needs.features)))
+        fewer = dict(needs.feature_windows)
+        parts.append("feat " + ", ".join(
+            f"{f} (steps {', '.join(fmt_window(w) for w in fewer[f]) or 'none'})" if f in fewer else f
+            for f in sorted(needs.features)))
     parts.append("steps " + (", ".join(fmt_window(w) for w in needs.windows) or "none"))
     return f"  {source}: " + "; ".join(parts)
 
@@ -129,7 +132,8 @@ def format_ir_json(program: EnergyProgram) -> dict:
         "requirements": {
             "layers": program.requirements.layers,
             "sources": {s: {"attn": [list(w) for w in sorted(n.objects)], "feat": sorted(n.features),
-                            "windows": [list(w) for w in n.windows]}
+                            "windows": [list(w) for w in n.windows],
+                            "feature_windows": {f: [list(w) for w in ws] for f, ws in n.feature_windows}}
                         for s, n in program.requirements.sources.items()},
         },
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in program.settings.items()},

@@ -212,6 +212,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),
         tokens=word_requests(self_need.objects, settings["prompt"]) if self_need else {},
         features=tuple(sorted(self_need.features)) if self_need else (),
+        computed_when={f: in_windows(w) for f, w in self_need.feature_windows} if self_need else None,
         sources=sources, scheduler=scheduler, attn_layers=settings["layers"],
         layer_span=_written_at(program, settings, "layers"), progress=progress,
         keep_steps=keep_steps if energy.terms else (), cache_sources=cache is not None, info=info,

@@ -269,9 +269,18 @@ class _Run:
     # when set, the features are read from a row of their own under this conditioning (the
     # guided run's), not under the source's prompt: see `_Sampler._read_features_under_prompt`
     feature_cond: _Cond | None = None
+    # computed features (x̂₀, its picture) needed at fewer steps than the run records: when
+    computed_when: dict[str, Callable[[StepInfo], bool]] = field(default_factory=dict)
 
     def records_at(self, step: StepInfo) -> bool:
         return bool(self.tokens or self.features) and (self.when is None or self.when(step))
+
+    def features_at(self, step: StepInfo) -> tuple[str, ...]:
+        """The features to record at `step`: a computed one only where a term reads it (a
+        picture costs a VAE decode, and under guidance its backward)."""
+        if not self.computed_when:
+            return self.features
+        return tuple(f for f in self.features if f not in self.computed_when or self.computed_when[f](step))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,7 +423,7 @@ class _Sampler:
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
                  recurrence, warmup, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
-                 start_latents, observe, prompt_span, feature_prompt="guided"):
+                 start_latents, observe, prompt_span, feature_prompt="guided", computed_when=None):
         self.pipe, self.info = pipe, info
         if feature_prompt not in FEATURE_PROMPTS:
             raise ValueError(f"feature_prompt must be one of {FEATURE_PROMPTS}, not {feature_prompt!r}")
@@ -446,6 +455,7 @@ class _Sampler:
         self.trace: list[StepTrace] = []
         self.kept: dict[int, dict[str, Recorded]] = {}
         self.guided = self._make_generated(SELF, "self", prompt, negative, seed, tokens, features, None, prompt_span)
+        self.guided.computed_when = {f: when for f, when in (computed_when or {}).items() if f in COMPUTED}
         if start_latents is not None:
             self.guided.latents = start_latents.to(self.guided.latents).clone()
         self.seed, self.negative = seed, negative
@@ -600,7 +610,7 @@ class _Sampler:
         if g.uncond is not None:
             add(g, "u", g_in, g.uncond, False)
         if guided_cond_here:
-            add(g, "c", g_in, g.cond, record_guided and g.records_at(step))
+            add(g, "c", g_in, g.cond, record_guided and g.records_at(step), g.features_at(step))
         for run in self.sources:
             record = run.records_at(step)
             # the cache keeps a run's features under its own prompt, whatever this program reads
@@ -638,7 +648,7 @@ class _Sampler:
         """The guided conditional row under autograd; returns (eps_c, gradient or None)."""
         g = self.guided
         z_in = g.scheduler.scale_model_input(g.latents, timestep).detach().requires_grad_(True)
-        request = [SourceRows(SELF, [0], g.tokens, g.features)]
+        request = [SourceRows(SELF, [0], g.tokens, g.features_at(step))]
         with torch.enable_grad():
             eps, mine = self._forward(recorder, [(z_in, g.cond)], timestep, request)
             mine.setdefault(SELF, Recorded())
@@ -880,7 +890,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
            keep_steps: Collection[int] = (), cache_sources: bool = False,
            start_latents: torch.Tensor | None = None, observe: bool = False,
            info: ModelInfo | None = None, prompt_span: Span | None = None,
-           feature_prompt: str = "guided") -> SampleResult:
+           feature_prompt: str = "guided",
+           computed_when: Mapping[str, Callable[[StepInfo], bool]] | None = None) -> SampleResult:
     """Sample the guided run (prompt/negative/seed) with self-guidance, alongside `sources`.
 
     `tokens`/`features`: what the guided run records for the energy (token group key → phrase of
@@ -901,7 +912,9 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     prompt, for errors about the guided run's words. `observe`: also evaluate the energy (no
     gradient) at steps that are not guided — strength 0 included — so that the trace of an
     unguided run can be compared with a guided one (its conditional row then takes the explicit
-    attention path: equal to the plain pipeline to ~1e-5 rather than bitwise).
+    attention path: equal to the plain pipeline to ~1e-5 rather than bitwise). `computed_when`:
+    for a computed feature of the guided run ("latent", "pixels"), the steps at which it is
+    computed (default: wherever the run records).
     """
     info = info or model_info(pipe)
     size = (height or info.default_resolution[0], width or info.default_resolution[1])
@@ -918,7 +931,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
                            checkpointing=checkpointing, loss_scale=loss_scale, progress=progress,
                            keep_steps=keep_steps, cache_sources=cache_sources, feature_prompt=feature_prompt,
-                           start_latents=start_latents, observe=observe, prompt_span=prompt_span)
+                           start_latents=start_latents, observe=observe, prompt_span=prompt_span,
+                           computed_when=computed_when)
         return sampler.run()
     except RuntimeError as exc:
         converted = out_of_memory_error(exc)
