@@ -231,3 +231,46 @@ def test_trainer_init_from_a_folder_that_is_not_a_model_is_a_usage_error(tmp_pat
     err = capsys.readouterr().err
     assert "not an exported shapes model folder" in err and "shapes_config.json" in err
     assert not (tmp_path / "ft").exists()  # nothing written
+
+
+def test_the_distilled_pixel_decoder_draws_what_the_vae_draws(pipe):
+    """The shipped `pixel_decoder/` (what `pixels()` reads on `shapes`) reproduces the VAE
+    decoder's picture of x̂₀ along a sampling run of a scene it was not trained on: small
+    per-pixel error, and the area alike each palette colour (what `drawn` measures) within a few
+    per cent."""
+    from sgl.models.shapes import pixel_decoder
+    from sgl.runtime.sampler import decode_pixels
+
+    decoder = pixel_decoder.load(WEIGHTS_DIR)
+    assert decoder is not None, "no pixel_decoder/ in the shipped folder: python -m sgl.models.shapes.pixel_decoder"
+    estimates = pixel_decoder.sampled_estimates(pipe, [123456, 123457], steps=20)[8:]  # past the first blur
+    with torch.no_grad():
+        fast, reference = decoder(estimates), decode_pixels(pipe.vae, estimates)
+    assert fast.shape == reference.shape == (len(estimates), 3, 64, 64)
+    assert (fast - reference).abs().mean() < 0.03
+    assert pixel_decoder.likeness_error(fast, reference) < 0.1
+
+
+def test_pixels_read_the_distilled_decoder_where_a_folder_ships_one():
+    from sgl.runtime.pipelines import load_pipeline
+    from sgl.runtime.sampler import guidance_picture
+
+    loaded, _ = load_pipeline("shapes", device="cpu")
+    assert loaded._sgl_pixel_decoder is not None
+    x0 = torch.randn(1, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(guidance_picture(loaded, x0), loaded._sgl_pixel_decoder(x0))
+
+
+def test_distilling_a_pixel_decoder_runs_and_writes_a_loadable_folder(tmp_path):
+    """`python -m sgl.models.shapes.pixel_decoder` in miniature: sample, decode, train, save."""
+    from sgl.models.shapes import pixel_decoder
+
+    decoder, info = pixel_decoder.distill(WEIGHTS_DIR, scenes=16, renders=16, iters=3, steps=2, log=lambda *_: None)
+    assert info["iters"] == 3 and info["held_out_l1"] > 0
+    path = pixel_decoder.save(decoder, tmp_path, info)
+    again = pixel_decoder.load(tmp_path)
+    x0 = torch.randn(2, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(again(x0), decoder(x0), atol=0.05)  # saved in fp16
+    assert (path / "distilled.json").is_file()

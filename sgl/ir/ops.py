@@ -12,8 +12,9 @@ from sgl.check.types import FEATURES, MAP, SCALAR, VEC2, VECTOR, Type
 LEAVES = frozenset({"const", "attn", "feat", "latent", "pixels", "x", "y", "mask"})
 READS = frozenset({"attn", "feat", "latent", "pixels"})  # leaves that read a run (arg: (source, …))
 # `latent()` and `pixels()` read these pseudo feature layers: the runtime fills them with the
-# model's estimate of the clean latent (x̂₀) of the row and with x̂₀ decoded by the VAE, not with
-# a module's output. Each is named after the intrinsic that reads it (the lowering relies on it).
+# model's estimate of the clean latent (x̂₀) of the row and with x̂₀ decoded (by the VAE, or the
+# decoder distilled from it that a model folder may ship), not with a module's output. Each is
+# named after the intrinsic that reads it (the lowering relies on it).
 LATENT = "latent"
 PIXELS = "pixels"
 COMPUTED = frozenset({LATENT, PIXELS})

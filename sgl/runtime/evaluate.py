@@ -151,8 +151,9 @@ def latent(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
 
 @intrinsic("pixels")
 def pixels(recorded: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
-    """x̂₀ decoded by the VAE: the picture the model would show if it stopped at this step,
-    [B, 3, H, W] RGB in [0, 1] at the image's resolution (`sampler.decode_pixels`)."""
+    """x̂₀ decoded: the picture the model would show if it stopped at this step, [B, 3, H, W]
+    RGB in [0, 1] at the image's resolution — by the VAE, or by the small decoder distilled from
+    it that a model folder may ship (`shapes` does; `sampler.guidance_picture`)."""
     return recorded.to(dtype)
 
 

@@ -166,6 +166,7 @@ def load_pipeline(model="shapes", device=None, dtype=None, *, span: Span | None 
         pipe = _load_folder(folder, dtype, span)
         origin = "shapes" if folder == SHAPES_DIR else str(folder)
         pipe._sgl_origin = origin  # a pipeline SGL loaded keeps its folder's defaults when passed back
+        pipe._sgl_pixel_decoder = load_pixel_decoder(folder)
     else:
         pipe, origin = model, getattr(model, "_sgl_origin", "<pipeline object>")
     info = model_info(pipe, origin, span)
@@ -179,8 +180,19 @@ def load_pipeline(model="shapes", device=None, dtype=None, *, span: Span | None 
     for module in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
         if module is not None:
             module.eval().requires_grad_(False)
+    decoder = getattr(pipe, "_sgl_pixel_decoder", None)
+    if decoder is not None:
+        decoder.to(pipe.unet.device)
     pipe.set_progress_bar_config(disable=True)
     return pipe, info
+
+
+def load_pixel_decoder(folder: Path):
+    """The distilled x̂₀ → picture decoder a folder ships in `pixel_decoder/` (the `shapes` model
+    does: sgl/models/shapes/pixel_decoder.py), or None: `pixels()` then decodes with the VAE."""
+    from sgl.models.shapes.pixel_decoder import load
+
+    return load(folder)
 
 
 def make_scheduler(pipe, name: str | None, *, span: Span | None = None):

@@ -405,6 +405,16 @@ def decode_pixels(vae, latents: torch.Tensor) -> torch.Tensor:
     return image * 0.5 + 0.5
 
 
+def guidance_picture(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """What `pixels()` reads: x̂₀ through the folder's distilled decoder when it ships one (the
+    `shapes` model: a quarter of the VAE's cost, trained to match it; MODEL_CARD.md), else
+    through the VAE (`decode_pixels`)."""
+    decoder = getattr(pipe, "_sgl_pixel_decoder", None)
+    if decoder is None:
+        return decode_pixels(pipe.vae, latents)
+    return decoder(latents.to(torch.float32))
+
+
 def decode_latents(pipe, latents: torch.Tensor) -> list:
     """Latents → PIL images, as the pipelines decode them (SDXL's latent statistics and fp16
     VAE upcasting included)."""
@@ -581,7 +591,7 @@ class _Sampler:
                 if LATENT in request.features:
                     feats[LATENT] = x0.to(torch.promote_types(x0.dtype, torch.float32))
                 if PIXELS in request.features:
-                    picture = decode_pixels(self.pipe.vae, x0)
+                    picture = guidance_picture(self.pipe, x0)
                     feats[PIXELS] = picture.to(torch.promote_types(picture.dtype, torch.float32))
         return eps, recorded
 

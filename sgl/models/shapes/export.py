@@ -77,7 +77,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     out = export(a.run, a.out, ema=not a.no_ema, fp16=not a.fp32)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"exported to {out} ({size / 1e6:.1f} MB)")
+    print(f"exported to {out} ({size / 1e6:.1f} MB); its VAE is new: distil the decoder `pixels()` reads with "
+          f"python -m sgl.models.shapes.pixel_decoder --folder {out}")
 
 
 if __name__ == "__main__":
