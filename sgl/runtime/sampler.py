@@ -269,7 +269,8 @@ class _Run:
     # when set, the features are read from a row of their own under this conditioning (the
     # guided run's), not under the source's prompt: see `_Sampler._read_features_under_prompt`
     feature_cond: _Cond | None = None
-    # computed features (x̂₀, its picture) needed at fewer steps than the run records: when
+    # the steps at which a computed feature (x̂₀, its picture) is needed, when fewer than the
+    # run records at (`features_at`)
     computed_when: dict[str, Callable[[StepInfo], bool]] = field(default_factory=dict)
 
     def records_at(self, step: StepInfo) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -91,9 +92,7 @@ def save(decoder: PixelDecoder, folder, info: dict) -> Path:
     save_file({k: v.detach().half().contiguous() for k, v in decoder.state_dict().items()}, str(tmp / "model.safetensors"))
     (tmp / "distilled.json").write_text(json.dumps(info, indent=1) + "\n")
     if path.exists():
-        for f in path.iterdir():
-            f.unlink()
-        path.rmdir()
+        shutil.rmtree(path)
     tmp.rename(path)
     return path
 
@@ -112,13 +111,13 @@ def sampled_estimates(pipe, seeds, steps: int = 50, cfg: float = 5.0, batch: int
 
     out = []
     scheduler = pipe.scheduler
+    size = pipe.unet.config.sample_size
     for start in range(0, len(seeds), batch):
         chunk = seeds[start:start + batch]
         captions = [data.render_scene(s).caption for s in chunk]
         cond = pipe.encode_prompt(captions, "cpu", 1, True, [""] * len(chunk))
         emb = torch.cat([cond[1], cond[0]])
         generator = torch.Generator().manual_seed(int(chunk[0]))
-        size = pipe.unet.config.sample_size
         latents = torch.randn((len(chunk), pipe.unet.config.in_channels, size, size), generator=generator)
         scheduler.set_timesteps(steps)
         for t in scheduler.timesteps:
@@ -138,15 +137,19 @@ def encoded_renders(pipe, seeds) -> torch.Tensor:
 
     images = np.stack([data.render_scene(s).image for s in seeds]).astype(np.float32) / 127.5 - 1
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
-    return torch.cat([pipe.vae.encode(x[i:i + 64]).latent_dist.mean for i in range(0, len(x), 64)]) \
-        * pipe.vae.config.scaling_factor
+    return _in_batches(lambda part: pipe.vae.encode(part).latent_dist.mean, x) * pipe.vae.config.scaling_factor
 
 
 @torch.no_grad()
-def vae_pictures(vae, latents: torch.Tensor, batch: int = 64) -> torch.Tensor:
+def vae_pictures(vae, latents: torch.Tensor) -> torch.Tensor:
     from sgl.runtime.sampler import decode_pixels
 
-    return torch.cat([decode_pixels(vae, latents[i:i + batch]) for i in range(0, len(latents), batch)])
+    return _in_batches(lambda part: decode_pixels(vae, part), latents)
+
+
+@torch.no_grad()
+def _in_batches(fn, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,14 +157,18 @@ def vae_pictures(vae, latents: torch.Tensor, batch: int = 64) -> torch.Tensor:
 
 
 def likeness_error(picture: torch.Tensor, reference: torch.Tensor, width: float = 0.15) -> float:
-    """Mean relative error of the area alike each palette colour (`like(pixels(), rgb, 0.15)`,
-    what `drawn` reads) between `picture` and `reference`, over images where it is ≥ 2 % of it."""
+    """Mean relative error of the area alike each palette colour (the `like` intrinsic, as
+    `drawn` reads it: `like(pixels(), rgb, 0.15)`) between `picture` and `reference`, over images
+    where it is ≥ 2 % of it."""
+    from sgl.runtime.evaluate import like
+
     from .data import PALETTE
 
+    grid, spread = tuple(picture.shape[-2:]), torch.tensor([width], dtype=picture.dtype)
     errors = []
     for rgb in PALETTE.values():
-        v = torch.tensor(rgb, dtype=picture.dtype).view(1, 3, 1, 1) / 255
-        areas = [torch.exp(-(p - v).pow(2).mean(1) / width ** 2).mean((1, 2)) for p in (picture, reference)]
+        v = torch.tensor([rgb], dtype=picture.dtype) / 255
+        areas = [like(p, v, spread, grid=grid).mean((1, 2)) for p in (picture, reference)]
         shown = areas[1] > 0.02
         if shown.any():
             errors.append(((areas[0] - areas[1]).abs() / areas[1])[shown])
@@ -204,12 +211,9 @@ def distill(folder=WEIGHTS_DIR, *, scenes: int = 256, renders: int = 1500, iters
         loss.backward()
         optimizer.step()
         if it % 500 == 0 or it == iters - 1:
-            with torch.no_grad():
-                pred = torch.cat([decoder(test_x[i:i + 256]) for i in range(0, len(test_x), 256)])
+            pred = _in_batches(decoder, test_x, 256)
             log(f"iter {it:5d}  loss {loss.item():.4f}  held-out L1 {(pred - test_y).abs().mean():.4f}  "
                 f"likeness area error {likeness_error(pred, test_y):.3f}")
-    with torch.no_grad():
-        pred = torch.cat([decoder(test_x[i:i + 256]) for i in range(0, len(test_x), 256)])
     info = {"from": str(folder), "scenes": scenes, "renders": renders, "iters": iters, "batch": batch, "lr": lr,
             "noise": noise, "steps": steps, "seed": seed, "minutes": round((time.time() - started) / 60, 1),
             "held_out_l1": round(float((pred - test_y).abs().mean()), 4),
