@@ -57,6 +57,21 @@ def test_broken_folder_is_e222(tmp_path):
     assert _code(err) == "E222"
 
 
+def test_a_broken_picture_decoder_is_e222_at_the_model_line(tiny_sd_dir, tmp_path):
+    """A folder's `pixel_decoder/` that cannot be read is a diagnostic, not a traceback."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_sd_dir, folder)
+    (folder / "pixel_decoder").mkdir()
+    (folder / "pixel_decoder" / "config.json").write_text("{\"channels\": [8]")
+    span = Span("p.sgl", 1, 1, 1, 20)
+    with pytest.raises(SGLError) as err:
+        load_pipeline(str(folder), span=span)
+    diagnostic = err.value.diagnostics[0]
+    assert diagnostic.code == "E222" and "pixel_decoder" in diagnostic.message and diagnostic.span == span
+
+
 def test_object_without_components_is_e221():
     with pytest.raises(SGLError) as err:
         load_pipeline(object())

@@ -166,7 +166,7 @@ def load_pipeline(model="shapes", device=None, dtype=None, *, span: Span | None 
         pipe = _load_folder(folder, dtype, span)
         origin = "shapes" if folder == SHAPES_DIR else str(folder)
         pipe._sgl_origin = origin  # a pipeline SGL loaded keeps its folder's defaults when passed back
-        pipe._sgl_pixel_decoder = load_pixel_decoder(folder)
+        pipe._sgl_pixel_decoder = load_pixel_decoder(folder, span)
     else:
         pipe, origin = model, getattr(model, "_sgl_origin", "<pipeline object>")
     info = model_info(pipe, origin, span)
@@ -187,12 +187,18 @@ def load_pipeline(model="shapes", device=None, dtype=None, *, span: Span | None 
     return pipe, info
 
 
-def load_pixel_decoder(folder: Path):
+def load_pixel_decoder(folder: Path, span: Span | None = None):
     """The distilled x̂₀ → picture decoder a folder ships in `pixel_decoder/` (the `shapes` model
     does: sgl/models/shapes/pixel_decoder.py), or None: `pixels()` then decodes with the VAE."""
-    from sgl.models.shapes.pixel_decoder import load
+    from sgl.models.shapes.pixel_decoder import FOLDER, load
 
-    return load(folder)
+    try:
+        return load(folder)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a broken or incomplete folder
+        raise SGLError.single("E222", f"cannot load the picture decoder in {Path(folder) / FOLDER}", span,
+                              hint="remove the folder to decode `pixels()` with the VAE, or distil it again "
+                                   "(python -m sgl.models.shapes.pixel_decoder)",
+                              notes=(f"{type(exc).__name__}: {exc}",)) from None
 
 
 def make_scheduler(pipe, name: str | None, *, span: Span | None = None):
