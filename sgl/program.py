@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "gradient": None,    # "raw" (the paper's v·σ·∇g), "unit" (∇g at unit RMS) or "balanced"; None = the model's
     "recurrence": None,  # times each guided step is taken (self-recurrence); None = the model's
     "warmup": None,      # share of the steps over which v ramps up to its full value; None = the model's
+    "recurrence_until": None,  # share of the steps (from the first) whose guided steps recur; None = the model's
 }
 
 

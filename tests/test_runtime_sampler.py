@@ -326,6 +326,25 @@ def test_recurrence_retakes_each_guided_step(tiny_sd):
     assert torch.equal(unguided.latents, _pipe_latents(tiny_sd))
 
 
+def test_recurrence_until_retakes_only_the_first_steps(tiny_sd):
+    """`recurrence_until u`: only guided steps i < u·steps are re-taken; at 0 none is, and the
+    run is the one without recurrence, draw for draw."""
+    steps = 4
+    common = dict(prompt=PROMPT, seed=3, steps=steps, cfg=7.5, tokens={"dog": "dog"}, energy=push_dog_right,
+                  gradient="unit", strength=2.0, recurrence=3)
+    calls, handle = _count_unet_calls(tiny_sd)
+    try:
+        half = sample(tiny_sd, recurrence_until=0.5, **common)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 * steps + 2 * 2 * 2  # steps 0 and 1 of 4 re-taken twice
+    full = sample(tiny_sd, **common)
+    assert (half.latents - full.latents).abs().max() > 1e-4
+    never = sample(tiny_sd, recurrence_until=0.0, **common)
+    once = sample(tiny_sd, **{**common, "recurrence": 1})
+    assert torch.equal(never.latents, once.latents)
+
+
 def test_renoise_carries_the_forward_marginal_from_one_step_to_the_next():
     """z at ᾱ_prev = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev)·ε comes out with mean sqrt(ᾱ_t)·x0 and
     variance 1 − ᾱ_t."""

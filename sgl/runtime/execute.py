@@ -32,18 +32,20 @@ from sgl.runtime.tokens import Nth, occurrence_keys, word_keys
 REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the report shows
 
 # Settings a model recommends when a program sets none: its folder's `sgl.json`
-# ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n, "warmup": w}; the
+# ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n, "recurrence_until": u,
+# "warmup": w}; the
 # embedded `shapes` model ships one, tuned on `sgl bench edits`), else its family's. Stable
 # Diffusion: the public ports use about 1000 with the raw gradient (eps += 1000·∇g), diffusers'
 # cfg 7.5, no recurrence, no warmup.
-SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "warmup": 0.0}
-TUNED = ("strength", "gradient", "cfg", "recurrence", "warmup")  # the settings a model may recommend
+SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "recurrence_until": 1.0,
+               "warmup": 0.0}
+TUNED = ("strength", "gradient", "cfg", "recurrence", "recurrence_until", "warmup")  # the settings a model may recommend
 FAMILY_DEFAULTS = {"sd": SD_DEFAULTS, "sdxl": SD_DEFAULTS}
 OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 
 
 def model_defaults(info) -> dict:
-    """The strength, gradient mode, cfg, recurrence and warmup a model recommends: its folder's
+    """The strength, gradient mode, cfg, recurrence (and its share of the steps) and warmup a model recommends: its folder's
     sgl.json, else its family's."""
     out = dict(FAMILY_DEFAULTS.get(info.family, OTHER_DEFAULTS))
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
@@ -59,8 +61,9 @@ def model_defaults(info) -> dict:
                 out["cfg"] = float(saved["cfg"])
             if "recurrence" in saved:
                 out["recurrence"] = max(1, int(saved["recurrence"]))
-            if "warmup" in saved:
-                out["warmup"] = min(1.0, max(0.0, float(saved["warmup"])))
+            for share in ("warmup", "recurrence_until"):
+                if share in saved:
+                    out[share] = min(1.0, max(0.0, float(saved[share])))
         except (ValueError, TypeError, OSError, AttributeError):
             pass
     return out
@@ -207,6 +210,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         cfg=float(settings["cfg"]), height=height, width=width,
         strength=float(settings["strength"]) if energy.terms else 0.0,
         gradient=str(settings["gradient"]).lower(), recurrence=settings["recurrence"],
+        recurrence_until=float(settings["recurrence_until"]),
         warmup=float(settings["warmup"]),
         energy=energy_fn if energy.terms else None,
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),

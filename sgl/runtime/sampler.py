@@ -432,7 +432,7 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 recurrence, warmup, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
+                 recurrence, recurrence_until, warmup, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
                  sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe, prompt_span, feature_prompt="guided", computed_when=None):
         self.pipe, self.info = pipe, info
@@ -458,6 +458,7 @@ class _Sampler:
         self.base_scheduler = scheduler if scheduler is not None else pipe.scheduler
         self.prediction_type = getattr(self.base_scheduler.config, "prediction_type", "epsilon")
         self.recurrence = _recurrence(recurrence, self.base_scheduler)
+        self.recurrence_until = float(recurrence_until)
         self.warmup = float(warmup)
         # the noise of re-taken steps: its own stream, so the run's other draws do not change
         self.recur_generator = torch.Generator("cpu").manual_seed(int(seed) + 0x5EC)
@@ -750,7 +751,7 @@ class _Sampler:
             if observe_now:
                 self._observe(step, recorded, record)
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, self._guidance(step, grad))
-        if guided_now and self.recurrence > 1 and index + 1 < self.num_steps:
+        if guided_now and self._recurs(step):
             self._recur(recorder, step, timestep, recorded)
         for run in self.sources:
             if run.kind == "generate":
@@ -769,6 +770,12 @@ class _Sampler:
             grad = unit_rms(grad)
         v = self.strength * warmup_factor(step, self.warmup)
         return to_model_output(v * step.sigma * grad, self.prediction_type, step.sigma)
+
+    def _recurs(self, step: StepInfo) -> bool:
+        """Whether the guided step `step` is re-taken: with `recurrence` above 1, in the first
+        `recurrence_until` of the steps (step i while i < u·steps), never the last step."""
+        return (self.recurrence > 1 and step.index + 1 < step.num_steps
+                and step.index < self.recurrence_until * step.num_steps)
 
     def _recur(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded]) -> None:
         """Universal Guidance's self-recurrence: `recurrence − 1` more times, noise the guided
@@ -891,7 +898,8 @@ def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLErro
 
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
            cfg: float = 7.5, height: int | None = None, width: int | None = None,
-           strength: float = 0.0, gradient: str = "raw", recurrence: int = 1, warmup: float = 0.0,
+           strength: float = 0.0, gradient: str = "raw", recurrence: int = 1, recurrence_until: float = 1.0,
+           warmup: float = 0.0,
            energy: EnergyFn | None = None,
            guide_when: Callable[[StepInfo], bool] | None = None,
            tokens: TokenRequest | None = None, features: Sequence[str] = (),
@@ -913,7 +921,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`). `scheduler`: a
     diffusers scheduler instance (default: a copy of the pipeline's). `recurrence`: take each
     guided step that many times, noising its result back in between (DDIM/DDPM only; see
-    `_Sampler._recur`). `warmup`: the share of the steps over which v ramps up linearly
+    `_Sampler._recur`), in the first `recurrence_until` of the steps. `warmup`: the share of the steps over which v ramps up linearly
     (`warmup_factor`). `attn_layers`: a `layers
     "…"` pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
@@ -936,7 +944,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
         raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
     try:
         sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
-                           size=size, strength=strength, gradient=gradient, recurrence=recurrence, warmup=warmup,
+                           size=size, strength=strength, gradient=gradient, recurrence=recurrence,
+                           recurrence_until=recurrence_until, warmup=warmup,
                            energy=energy, guide_when=guide_when,
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
