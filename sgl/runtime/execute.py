@@ -33,10 +33,9 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 
 # Settings a model recommends when a program sets none: its folder's `sgl.json`
 # ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n, "recurrence_until": u,
-# "warmup": w}; the
-# embedded `shapes` model ships one, tuned on `sgl bench edits`), else its family's. Stable
-# Diffusion: the public ports use about 1000 with the raw gradient (eps += 1000·∇g), diffusers'
-# cfg 7.5, no recurrence, no warmup.
+# "warmup": w}; the embedded `shapes` model ships one, tuned on `sgl bench edits`), else its
+# family's. Stable Diffusion: the public ports use about 1000 with the raw gradient
+# (eps += 1000·∇g), diffusers' cfg 7.5, no recurrence, no warmup.
 SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "recurrence_until": 1.0,
                "warmup": 0.0}
 TUNED = ("strength", "gradient", "cfg", "recurrence", "recurrence_until", "warmup")  # the settings a model may recommend
@@ -45,8 +44,8 @@ OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 
 
 def model_defaults(info) -> dict:
-    """The strength, gradient mode, cfg, recurrence (and its share of the steps) and warmup a model recommends: its folder's
-    sgl.json, else its family's."""
+    """The strength, gradient mode, cfg, recurrence (and its share of the steps) and warmup a
+    model recommends: its folder's sgl.json, else its family's."""
     out = dict(FAMILY_DEFAULTS.get(info.family, OTHER_DEFAULTS))
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)
     config = folder / "sgl.json"

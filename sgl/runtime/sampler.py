@@ -432,8 +432,8 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 recurrence, recurrence_until, warmup, energy, guide_when, scheduler, attn_layers, layer_span, tokens, features,
-                 sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
+                 recurrence, recurrence_until, warmup, energy, guide_when, scheduler, attn_layers, layer_span,
+                 tokens, features, sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe, prompt_span, feature_prompt="guided", computed_when=None):
         self.pipe, self.info = pipe, info
         if feature_prompt not in FEATURE_PROMPTS:
