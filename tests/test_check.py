@@ -150,7 +150,8 @@ OVERRIDE_CASES = [
     ({"cfg": "high"}, ["E022"]), ({"resolution": "big"}, ["E022"]), ({"scheduler": "eular"}, ["E025"]),
     ({"gradient": "units"}, ["E028"]), ({"recurrence": 3, "scheduler": "pndm"}, ["E029"]),
     ({"steps": 0, "sead": 3, "warmup": -0.5}, ["E020", "E024", "E024"]), ({"cfg": float("nan")}, ["E022"]),
-    ({"resolution": "64y64"}, ["E022"]), ({"recurrence_until": -0.1}, ["E024"]), ({"resolution": (64, 0)}, ["E024"]), ({"sead": None}, ["E020"]),
+    ({"resolution": "64y64"}, ["E022"]), ({"resolution": (64, 0)}, ["E024"]), ({"sead": None}, ["E020"]),
+    ({"recurrence_until": -0.1}, ["E024"]),
 ]
 
 
