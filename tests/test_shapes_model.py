@@ -275,3 +275,11 @@ def test_distilling_a_pixel_decoder_runs_and_writes_a_loadable_folder(tmp_path):
     with torch.no_grad():
         assert torch.allclose(again(x0), decoder(x0), atol=0.05)  # saved in fp16
     assert (path / "distilled.json").is_file()
+
+
+def test_estimate_rows_are_told_by_scene_in_every_chunk():
+    """The held-out captions are picked by scene: rows come in chunks of scenes sampled
+    together, each step's rows scene by scene — a last, shorter chunk included."""
+    from sgl.models.shapes.pixel_decoder import estimate_scenes
+
+    assert estimate_scenes(5, 2, batch=3).tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 3, 4]

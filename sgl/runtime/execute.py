@@ -38,7 +38,8 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 # (eps += 1000·∇g), diffusers' cfg 7.5, no recurrence, no warmup.
 SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "recurrence_until": 1.0,
                "warmup": 0.0}
-TUNED = ("strength", "gradient", "cfg", "recurrence", "recurrence_until", "warmup")  # the settings a model may recommend
+# the settings a model may recommend
+TUNED = ("strength", "gradient", "cfg", "recurrence", "recurrence_until", "warmup")
 FAMILY_DEFAULTS = {"sd": SD_DEFAULTS, "sdxl": SD_DEFAULTS}
 OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 

@@ -921,9 +921,9 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`). `scheduler`: a
     diffusers scheduler instance (default: a copy of the pipeline's). `recurrence`: take each
     guided step that many times, noising its result back in between (DDIM/DDPM only; see
-    `_Sampler._recur`), in the first `recurrence_until` of the steps. `warmup`: the share of the steps over which v ramps up linearly
-    (`warmup_factor`). `attn_layers`: a `layers
-    "…"` pattern (None = profile).
+    `_Sampler._recur`), in the first `recurrence_until` of the steps. `warmup`: the share of the
+    steps over which v ramps up linearly (`warmup_factor`). `attn_layers`: a `layers "…"`
+    pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
     `cache_sources`: keep each generated source's per-step recordings (for reuse as `cached`).
     `start_latents`: start the guided run from these latents instead of the seed's noise (e.g.

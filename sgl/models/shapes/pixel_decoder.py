@@ -32,6 +32,7 @@ from .export import WEIGHTS_DIR
 
 FOLDER = "pixel_decoder"
 DEFAULTS = {"channels": [48, 32, 16], "blocks": [2, 1, 0]}
+ESTIMATE_BATCH = 16  # scenes sampled together for the training estimates
 
 
 class _Residual(nn.Module):
@@ -102,9 +103,10 @@ def save(decoder: PixelDecoder, folder, info: dict) -> Path:
 
 
 @torch.no_grad()
-def sampled_estimates(pipe, seeds, steps: int = 50, cfg: float = 5.0, batch: int = 16) -> torch.Tensor:
+def sampled_estimates(pipe, seeds, steps: int = 50, cfg: float = 5.0, batch: int = ESTIMATE_BATCH) -> torch.Tensor:
     """x̂₀ of the conditional row (what `latent()` reads, the runtime's `clean_latent`) at every
-    step of unguided runs, with CFG, of the captions of scenes `seeds`."""
+    step of unguided runs, with CFG, of the captions of scenes `seeds`; which scene each row
+    comes from: `estimate_scenes`."""
     from sgl.runtime.sampler import alpha_bar, clean_latent
 
     from . import data
@@ -126,6 +128,13 @@ def sampled_estimates(pipe, seeds, steps: int = 50, cfg: float = 5.0, batch: int
             out.append(clean_latent(z, eps_c, alpha_bar(scheduler, t), "epsilon"))
             latents = scheduler.step(eps_u + cfg * (eps_c - eps_u), t, latents).prev_sample
     return torch.cat(out)
+
+
+def estimate_scenes(count: int, steps: int, batch: int = ESTIMATE_BATCH) -> torch.Tensor:
+    """The index into `seeds` of the scene each row of `sampled_estimates` comes from: chunks of
+    `batch` scenes sampled together, every step's rows scene-minor."""
+    return torch.cat([torch.arange(start, min(start + batch, count)).repeat(steps)
+                      for start in range(0, count, batch)])
 
 
 @torch.no_grad()
@@ -188,9 +197,7 @@ def distill(folder=WEIGHTS_DIR, *, scenes: int = 256, renders: int = 1500, iters
     log(f"sampling x̂₀ of {scenes} scenes …")
     sampled = sampled_estimates(pipe, seeds, steps=steps)
     clean = encoded_renders(pipe, list(range(910000, 910000 + renders)))
-    # rows come as chunks of 16 captions × `steps`, caption-minor: hold out every eighth caption
-    row = torch.arange(len(sampled))
-    held = ((row // (16 * steps)) * 16 + row % 16) % 8 == 7
+    held = estimate_scenes(len(seeds), steps) % 8 == 7  # every eighth caption
     train_x = torch.cat([sampled[~held], clean[: renders * 7 // 8]])
     test_x = torch.cat([sampled[held], clean[renders * 7 // 8:]])
     # guidance moves x̂₀ off what sampling alone produces: a noisy copy of every training row,
@@ -212,12 +219,11 @@ def distill(folder=WEIGHTS_DIR, *, scenes: int = 256, renders: int = 1500, iters
         optimizer.step()
         if it % 500 == 0 or it == iters - 1:
             pred = _in_batches(decoder, test_x, 256)
-            log(f"iter {it:5d}  loss {loss.item():.4f}  held-out L1 {(pred - test_y).abs().mean():.4f}  "
-                f"likeness area error {likeness_error(pred, test_y):.3f}")
+            held_l1, held_area = float((pred - test_y).abs().mean()), likeness_error(pred, test_y)
+            log(f"iter {it:5d}  loss {loss.item():.4f}  held-out L1 {held_l1:.4f}  likeness area error {held_area:.3f}")
     info = {"from": str(folder), "scenes": scenes, "renders": renders, "iters": iters, "batch": batch, "lr": lr,
             "noise": noise, "steps": steps, "seed": seed, "minutes": round((time.time() - started) / 60, 1),
-            "held_out_l1": round(float((pred - test_y).abs().mean()), 4),
-            "held_out_likeness_area_error": round(likeness_error(pred, test_y), 4),
+            "held_out_l1": round(held_l1, 4), "held_out_likeness_area_error": round(held_area, 4),
             "parameters": sum(p.numel() for p in decoder.parameters())}
     return decoder.eval().requires_grad_(False), info
 
