@@ -524,7 +524,8 @@ def _images_in(folder: Path) -> list[Path]:
 
 _RUN_FLAGS = {"--steps": ("steps", int), "--seed": ("seed", int), "--cfg": ("cfg", float),
               "--strength": ("strength", float), "--recurrence": ("recurrence", int),
-              "--recurrence-until": ("recurrence_until", float), "--warmup": ("warmup", float)}
+              "--recurrence-until": ("recurrence_until", float),
+              "--recurrence-above": ("recurrence_above", float), "--warmup": ("warmup", float)}
 
 
 def parse_run_args(rest: str) -> dict[str, Any]:

@@ -219,6 +219,13 @@ class StepTrace:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def size(self) -> float | None:
+        """How far the step's energy is from met: the sum of |weighted term values| (the total
+        where no term was traced); None where the energy was not evaluated."""
+        if self.terms:
+            return sum(abs(v) for v in self.terms.values())
+        return None if self.total is None else abs(self.total)
+
 
 @dataclass
 class SampleResult:
@@ -432,7 +439,7 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 recurrence, recurrence_until, warmup, energy, guide_when, scheduler, attn_layers, layer_span,
+                 recurrence, recurrence_until, recurrence_above, warmup, energy, guide_when, scheduler, attn_layers, layer_span,
                  tokens, features, sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe, prompt_span, feature_prompt="guided", computed_when=None):
         self.pipe, self.info = pipe, info
@@ -459,6 +466,8 @@ class _Sampler:
         self.prediction_type = getattr(self.base_scheduler.config, "prediction_type", "epsilon")
         self.recurrence = _recurrence(recurrence, self.base_scheduler)
         self.recurrence_until = float(recurrence_until)
+        self.recurrence_above = float(recurrence_above)
+        self.peak_energy = 0.0  # the largest energy of a guided step's first take so far
         self.warmup = float(warmup)
         # the noise of re-taken steps: its own stream, so the run's other draws do not change
         self.recur_generator = torch.Generator("cpu").manual_seed(int(seed) + 0x5EC)
@@ -677,8 +686,7 @@ class _Sampler:
             if not total.requires_grad:
                 self._warn(f"step {step.index}: the energy does not depend on the guided image; no guidance")
                 return eps.detach(), None
-            size = sum(abs(v) for v in record.terms.values()) if record.terms else abs(record.total)
-            if self.unit_gradient and size < MET_ENERGY:
+            if self.unit_gradient and record.size() < MET_ENERGY:
                 record.met = True
                 return eps.detach(), None
             if self.balancer is not None and out.parts:
@@ -751,7 +759,7 @@ class _Sampler:
             if observe_now:
                 self._observe(step, recorded, record)
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, self._guidance(step, grad))
-        if guided_now and self._recurs(step):
+        if guided_now and self._recurs(step, record):
             self._recur(recorder, step, timestep, recorded)
         for run in self.sources:
             if run.kind == "generate":
@@ -771,11 +779,21 @@ class _Sampler:
         v = self.strength * warmup_factor(step, self.warmup)
         return to_model_output(v * step.sigma * grad, self.prediction_type, step.sigma)
 
-    def _recurs(self, step: StepInfo) -> bool:
-        """Whether the guided step `step` is re-taken: with `recurrence` above 1, in the first
-        `recurrence_until` of the steps (step i while i < u·steps), never the last step."""
-        return (self.recurrence > 1 and step.index + 1 < step.num_steps
-                and step.index < self.recurrence_until * step.num_steps)
+    def _recurs(self, step: StepInfo, record: StepTrace) -> bool:
+        """Whether the guided step `step` (its first take traced in `record`) is re-taken: with
+        `recurrence` above 1, in the first `recurrence_until` of the steps (step i while i <
+        u·steps), never the last step, and only while the energy is above `recurrence_above`
+        times the largest energy of a first take so far: once most of the edit is met, a re-take
+        costs a guided evaluation and changes little (docs/benchmarks.md, session 26)."""
+        size = record.size()
+        if size is not None and math.isfinite(size):
+            self.peak_energy = max(self.peak_energy, size)
+        if not (self.recurrence > 1 and step.index + 1 < step.num_steps
+                and step.index < self.recurrence_until * step.num_steps):
+            return False
+        if self.recurrence_above > 0.0 and size is not None and math.isfinite(size):
+            return size > self.recurrence_above * self.peak_energy
+        return True
 
     def _recur(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded]) -> None:
         """Universal Guidance's self-recurrence: `recurrence − 1` more times, noise the guided
@@ -899,7 +917,7 @@ def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLErro
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
            cfg: float = 7.5, height: int | None = None, width: int | None = None,
            strength: float = 0.0, gradient: str = "raw", recurrence: int = 1, recurrence_until: float = 1.0,
-           warmup: float = 0.0,
+           recurrence_above: float = 0.0, warmup: float = 0.0,
            energy: EnergyFn | None = None,
            guide_when: Callable[[StepInfo], bool] | None = None,
            tokens: TokenRequest | None = None, features: Sequence[str] = (),
@@ -921,7 +939,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     noise prediction, "unit" the same with ∇g scaled to unit RMS (`unit_rms`). `scheduler`: a
     diffusers scheduler instance (default: a copy of the pipeline's). `recurrence`: take each
     guided step that many times, noising its result back in between (DDIM/DDPM only; see
-    `_Sampler._recur`), in the first `recurrence_until` of the steps. `warmup`: the share of the
+    `_Sampler._recur`), in the first `recurrence_until` of the steps, while the step's energy is
+    above `recurrence_above` times the largest so far. `warmup`: the share of the
     steps over which v ramps up linearly (`warmup_factor`). `attn_layers`: a `layers "…"`
     pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
@@ -945,7 +964,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     try:
         sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
                            size=size, strength=strength, gradient=gradient, recurrence=recurrence,
-                           recurrence_until=recurrence_until, warmup=warmup,
+                           recurrence_until=recurrence_until, recurrence_above=recurrence_above, warmup=warmup,
                            energy=energy, guide_when=guide_when,
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,
