@@ -345,6 +345,43 @@ def test_recurrence_until_retakes_only_the_first_steps(tiny_sd):
     assert torch.equal(never.latents, once.latents)
 
 
+def test_recurrence_above_retakes_only_steps_far_from_met(tiny_sd):
+    """`recurrence_above a`: a guided step but the last is re-taken only while its energy is
+    above a times the largest first-take energy so far. The count of UNet calls follows that rule
+    on the run's own trace; step 0 (its own peak) recurs for any a < 1; a above the smallest
+    ratio of the every-step run skips a step; at 1 no step recurs (none is above its own peak),
+    the run without recurrence draw for draw; at 0 every step recurs."""
+    def to_the_right(step, recorded):  # its one term is the energy, which guidance lowers
+        gap = 1.0 - centroid_x(recorded[SELF].attn["dog"])
+        return EnergyOut(total=gap, terms={"dog.x": float(gap.detach().sum())})
+
+    steps = 6
+    common = dict(prompt=PROMPT, seed=3, steps=steps, cfg=7.5, tokens={"dog": "dog"}, energy=to_the_right,
+                  gradient="unit", strength=2.0, recurrence=3)
+    every = sample(tiny_sd, **common)
+
+    def ratios(result):
+        sizes = [t.size() for t in result.trace]
+        return [s / max(sizes[:i + 1]) for i, s in enumerate(sizes)]
+
+    full_ratios = ratios(every)[:-1]
+    assert min(full_ratios) < 1.0  # the energy falls below its peak somewhere
+    above = (min(full_ratios) + 1.0) / 2
+    calls, handle = _count_unet_calls(tiny_sd)
+    try:
+        some = sample(tiny_sd, recurrence_above=above, **common)
+    finally:
+        handle.remove()
+    retaken = sum(r > above for r in ratios(some)[:-1])
+    assert len(calls) == 2 * steps + 2 * 2 * retaken
+    assert 1 <= retaken < steps - 1
+    assert (some.latents - every.latents).abs().max() > 1e-5
+    assert torch.equal(sample(tiny_sd, recurrence_above=0.0, **common).latents, every.latents)
+    never = sample(tiny_sd, recurrence_above=1.0, **common)
+    once = sample(tiny_sd, **{**common, "recurrence": 1})
+    assert torch.equal(never.latents, once.latents)
+
+
 def test_renoise_carries_the_forward_marginal_from_one_step_to_the_next():
     """z at ᾱ_prev = sqrt(ᾱ_prev)·x0 + sqrt(1 − ᾱ_prev)·ε comes out with mean sqrt(ᾱ_t)·x0 and
     variance 1 − ᾱ_t."""

@@ -114,7 +114,8 @@ def test_shapes_recommends_the_tuned_unit_gradient():
     info = type("Info", (), {"family": "sd", "origin": "shapes"})()
     assert model_defaults(info) == {"strength": saved["strength"], "gradient": "unit", "cfg": saved["cfg"],
                                     "recurrence": saved.get("recurrence", 1), "warmup": saved.get("warmup", 0.0),
-                                    "recurrence_until": saved.get("recurrence_until", 1.0)}
+                                    "recurrence_until": saved.get("recurrence_until", 1.0),
+                                    "recurrence_above": saved.get("recurrence_above", 0.0)}
     assert saved["warmup"] > 0  # session 22: resize ×1.5 47 → 56 of 64
 
 

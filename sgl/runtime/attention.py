@@ -112,3 +112,34 @@ class WatchingProcessor:
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+
+def _direct_forward(self, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs):
+    """diffusers' `Attention.forward` without its per-call `inspect.signature` of the processor
+    (which only filters `cross_attention_kwargs`; the sampler passes none): a few % of every
+    UNet call of a small model (cProfile, docs/benchmarks.md session 26). With keyword
+    arguments, the class's own forward runs."""
+    if kwargs:
+        return type(self).forward(self, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+    return self.processor(self, hidden_states, encoder_hidden_states=encoder_hidden_states,
+                          attention_mask=attention_mask)
+
+
+def install_direct_forwards(unet) -> list:
+    """Give every attention module of `unet` that runs diffusers' own `Attention.forward` the
+    direct forward above, on the instance (not the class: other pipelines are untouched);
+    returns the modules, for `remove_direct_forwards`."""
+    from diffusers.models.attention_processor import Attention
+
+    changed = []
+    for module in unet.modules():
+        if type(module).forward is Attention.forward and "forward" not in vars(module):
+            module.forward = _direct_forward.__get__(module)
+            changed.append(module)
+    return changed
+
+
+def remove_direct_forwards(modules) -> None:
+    """Undo `install_direct_forwards`: the class's forward again."""
+    for module in modules:
+        vars(module).pop("forward", None)

@@ -4,9 +4,10 @@ A `Recorder` is a context manager around one UNet. While it is open, the watched
 cross-attention layers run a `WatchingProcessor` and the feature layers carry forward hooks;
 before each forward the caller says which batch rows belong to which source and which token
 columns and features each source needs (`expect`), after it collects one `Recorded` per source
-(`collect`). Forwards with nothing expected take the original fused path. On exit the exact
-original processor objects are put back and the hooks removed, so the pipeline's plain output
-is bitwise what it was (diffusers' `set_attn_processor` is not used: it needs every layer and
+(`collect`). Forwards with nothing expected take the original fused path. While open, every
+attention module also skips diffusers' per-call signature check (`install_direct_forwards`).
+On exit the exact original processor objects are put back, the hooks removed and the modules'
+own forward restored, so the pipeline's plain output is bitwise what it was (diffusers' `set_attn_processor` is not used: it needs every layer and
 empties the dict it is given).
 """
 
@@ -19,7 +20,8 @@ from typing import Hashable, Sequence
 import torch
 import torch.nn.functional as F
 
-from sgl.runtime.attention import WatchingProcessor, check_replaceable, select_probs
+from sgl.runtime.attention import (WatchingProcessor, check_replaceable, install_direct_forwards,
+                                  remove_direct_forwards, select_probs)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Recorder:
         self._recomputable = False
         self._originals: dict[str, object] = {}
         self._handles: list = []
+        self._direct: list = []  # attention modules given `install_direct_forwards`' forward
 
     # -- installation -------------------------------------------------------------------------
 
@@ -122,6 +125,7 @@ class Recorder:
                 self._handles.append(module.register_forward_hook(self._done_hook(name)))
             for name in self.feature_layers:
                 self._handles.append(modules[name].register_forward_hook(self._feature_hook(name)))
+            self._direct = install_direct_forwards(self.unet)
         except BaseException:
             self._uninstall()
             raise
@@ -138,6 +142,8 @@ class Recorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        remove_direct_forwards(self._direct)
+        self._direct = []
         self._open = False
         self.explicit = False
 
