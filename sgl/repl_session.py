@@ -59,7 +59,8 @@ COMMANDS = (
     Command("type", ":type EXPR", "the type of an expression in the current program"),
     Command("check", ":check", "check the whole program (the prompt must be set)"),
     Command("ir", ":ir", "print the energy IR of the program"),
-    Command("run", ":run [--steps N] [--seed N] [--cfg X] [--strength X] [--recurrence N] [--recurrence-until X] [--warmup X]",
+    Command("run", ":run [--steps N] [--seed N] [--cfg X] [--strength X] [--recurrence N] [--recurrence-until X] "
+                   "[--recurrence-above X] [--warmup X]",
             "sample the original and the edited image (the original is cached)"),
     Command("show", ":show", "print the latest images' paths and open them where a viewer exists"),
     Command("program", ":program", "print the program typed so far, with its line numbers"),

@@ -117,6 +117,7 @@ def test_shapes_recommends_the_tuned_unit_gradient():
                                     "recurrence_until": saved.get("recurrence_until", 1.0),
                                     "recurrence_above": saved.get("recurrence_above", 0.0)}
     assert saved["warmup"] > 0  # session 22: resize ×1.5 47 → 56 of 64
+    assert 0 < saved["recurrence_above"] < 1  # session 26: moves in 44 % less time, the same edits
 
 
 def test_learning_rate_warms_up_then_decays_to_lr_end():
