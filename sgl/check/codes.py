@@ -63,13 +63,15 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        P + "seed 1\nseed 2\n", P + "seed 2\n"),
     _e("E022", "setting value of the wrong kind",
        "prompt/negative/model/scheduler/layers/start/gradient take strings, seed, steps and recurrence "
-       "integers, cfg and strength numbers, warmup, recurrence_until and recurrence_above numbers from 0 to 1, resolution `N` or `WxH`.",
+       "integers, cfg and strength numbers, warmup, recurrence_until and recurrence_above numbers from 0 to 1, "
+       "resolution `N` or `WxH`.",
        P + "seed 7.5\n", P + "seed 7\n"),
     _e("E023", "missing prompt",
        "Every program says what to generate; constraints name the prompt's words.",
        "seed 7\n", P + "seed 7\n"),
     _e("E024", "setting out of range",
-       "steps and recurrence must be at least 1, warmup, recurrence_until and recurrence_above from 0 to 1 and a resolution positive.",
+       "steps and recurrence must be at least 1, warmup, recurrence_until and recurrence_above from 0 to 1 "
+       "and a resolution positive.",
        P + "steps 0\n", P + "steps 20\n"),
     _e("E025", "unknown scheduler",
        "The sampler is one of ddim (the default), ddpm, pndm, euler, euler_a, dpm.",

@@ -33,8 +33,8 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 
 # Settings a model recommends when a program sets none: its folder's `sgl.json`
 # ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n, "recurrence_until": u,
-# "recurrence_above": a, "warmup": w}; the embedded `shapes` model ships one, tuned on `sgl bench edits`), else its
-# family's. Stable Diffusion: the public ports use about 1000 with the raw gradient
+# "recurrence_above": a, "warmup": w}; the embedded `shapes` model ships one, tuned on `sgl bench
+# edits`), else its family's. Stable Diffusion: the public ports use about 1000 with the raw gradient
 # (eps += 1000·∇g), diffusers' cfg 7.5, no recurrence, no warmup.
 SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "recurrence_until": 1.0,
                "recurrence_above": 0.0, "warmup": 0.0}
@@ -45,7 +45,7 @@ OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 
 
 def model_defaults(info) -> dict:
-    """The strength, gradient mode, cfg, recurrence (where it applies) and warmup a
+    """The strength, gradient mode, cfg, recurrence (and where it applies) and warmup a
     model recommends: its folder's sgl.json, else its family's."""
     out = dict(FAMILY_DEFAULTS.get(info.family, OTHER_DEFAULTS))
     folder = SHAPES_DIR if info.origin == "shapes" else Path(info.origin)

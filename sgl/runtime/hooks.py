@@ -7,8 +7,8 @@ columns and features each source needs (`expect`), after it collects one `Record
 (`collect`). Forwards with nothing expected take the original fused path. While open, every
 attention module also skips diffusers' per-call signature check (`install_direct_forwards`).
 On exit the exact original processor objects are put back, the hooks removed and the modules'
-own forward restored, so the pipeline's plain output is bitwise what it was (diffusers' `set_attn_processor` is not used: it needs every layer and
-empties the dict it is given).
+own forward restored, so the pipeline's plain output is bitwise what it was (diffusers'
+`set_attn_processor` is not used: it needs every layer and empties the dict it is given).
 """
 
 from __future__ import annotations

@@ -439,7 +439,8 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 recurrence, recurrence_until, recurrence_above, warmup, energy, guide_when, scheduler, attn_layers, layer_span,
+                 recurrence, recurrence_until, recurrence_above, warmup, energy, guide_when, scheduler,
+                 attn_layers, layer_span,
                  tokens, features, sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
                  start_latents, observe, prompt_span, feature_prompt="guided", computed_when=None):
         self.pipe, self.info = pipe, info
@@ -467,7 +468,7 @@ class _Sampler:
         self.recurrence = _recurrence(recurrence, self.base_scheduler)
         self.recurrence_until = float(recurrence_until)
         self.recurrence_above = float(recurrence_above)
-        self.peak_energy = 0.0  # the largest energy of a guided step's first take so far
+        self.peak_energy = 0.0  # the largest `StepTrace.size` of a guided step's first take so far
         self.warmup = float(warmup)
         # the noise of re-taken steps: its own stream, so the run's other draws do not change
         self.recur_generator = torch.Generator("cpu").manual_seed(int(seed) + 0x5EC)
@@ -754,6 +755,9 @@ class _Sampler:
         grad = None
         if guided_now:
             eps_c, grad = self._guided_pass(recorder, step, timestep, recorded, record)
+            size = record.size()
+            if size is not None and math.isfinite(size):
+                self.peak_energy = max(self.peak_energy, size)
         else:
             eps_c = eps[(SELF, "c")]
             if observe_now:
@@ -785,12 +789,10 @@ class _Sampler:
         u·steps), never the last step, and only while the energy is above `recurrence_above`
         times the largest energy of a first take so far: once most of the edit is met, a re-take
         costs a guided evaluation and changes little (docs/benchmarks.md, session 26)."""
-        size = record.size()
-        if size is not None and math.isfinite(size):
-            self.peak_energy = max(self.peak_energy, size)
         if not (self.recurrence > 1 and step.index + 1 < step.num_steps
                 and step.index < self.recurrence_until * step.num_steps):
             return False
+        size = record.size()
         if self.recurrence_above > 0.0 and size is not None and math.isfinite(size):
             return size > self.recurrence_above * self.peak_energy
         return True
