@@ -440,9 +440,9 @@ class _Sampler:
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
                  recurrence, recurrence_until, recurrence_above, warmup, energy, guide_when, scheduler,
-                 attn_layers, layer_span,
-                 tokens, features, sources, eta, checkpointing, loss_scale, progress, keep_steps, cache_sources,
-                 start_latents, observe, prompt_span, feature_prompt="guided", computed_when=None):
+                 attn_layers, layer_span, tokens, features, sources, eta, checkpointing, loss_scale, progress,
+                 keep_steps, cache_sources, start_latents, observe, prompt_span, feature_prompt="guided",
+                 computed_when=None):
         self.pipe, self.info = pipe, info
         if feature_prompt not in FEATURE_PROMPTS:
             raise ValueError(f"feature_prompt must be one of {FEATURE_PROMPTS}, not {feature_prompt!r}")
@@ -752,7 +752,7 @@ class _Sampler:
                                                         record_guided=observe_now or step.index in self.keep_steps)
         recorded.update(self._cached_records(step, self.guided.latents.device, recorded))
         self._keep(step, recorded)
-        grad = None
+        grad, size = None, None
         if guided_now:
             eps_c, grad = self._guided_pass(recorder, step, timestep, recorded, record)
             size = record.size()
@@ -763,7 +763,7 @@ class _Sampler:
             if observe_now:
                 self._observe(step, recorded, record)
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, self._guidance(step, grad))
-        if guided_now and self._recurs(step, record):
+        if guided_now and self._recurs(step, size):
             self._recur(recorder, step, timestep, recorded)
         for run in self.sources:
             if run.kind == "generate":
@@ -783,16 +783,16 @@ class _Sampler:
         v = self.strength * warmup_factor(step, self.warmup)
         return to_model_output(v * step.sigma * grad, self.prediction_type, step.sigma)
 
-    def _recurs(self, step: StepInfo, record: StepTrace) -> bool:
-        """Whether the guided step `step` (its first take traced in `record`) is re-taken: with
-        `recurrence` above 1, in the first `recurrence_until` of the steps (step i while i <
-        u·steps), never the last step, and only while the energy is above `recurrence_above`
-        times the largest energy of a first take so far: once most of the edit is met, a re-take
-        costs a guided evaluation and changes little (docs/benchmarks.md, session 26)."""
+    def _recurs(self, step: StepInfo, size: float | None) -> bool:
+        """Whether the guided step `step`, whose first take's `StepTrace.size` is `size`, is
+        re-taken: with `recurrence` above 1, in the first `recurrence_until` of the steps (step i
+        while i < u·steps), never the last step, and only while `size` is above
+        `recurrence_above` times the largest of a first take so far: once most of the edit is
+        met, a re-take costs a guided evaluation and changes little (docs/benchmarks.md,
+        session 26)."""
         if not (self.recurrence > 1 and step.index + 1 < step.num_steps
                 and step.index < self.recurrence_until * step.num_steps):
             return False
-        size = record.size()
         if self.recurrence_above > 0.0 and size is not None and math.isfinite(size):
             return size > self.recurrence_above * self.peak_energy
         return True
