@@ -30,6 +30,8 @@ class ConstChecker:
         self.diags: list[Diagnostic] = []
         self._needs: dict[int, set[int]] = {}   # id(macro) → indices of params that must be constant
         self._busy: set[int] = set()
+        self._stdlib_fns = {id(stmt) for module in resolver.modules if module.stdlib
+                            for stmt in module.program.statements if isinstance(stmt, ast.FnDef)}
 
     def run(self) -> None:
         for module in self.r.modules:
@@ -53,9 +55,10 @@ class ConstChecker:
             if isinstance(stmt, ast.Apply):
                 self.apply(stmt.call)
             if isinstance(stmt, ast.Constraint) and stmt.op == "=":
-                for side in (stmt.lhs, stmt.rhs):
+                for side, other in ((stmt.lhs, stmt.rhs), (stmt.rhs, stmt.lhs)):
                     value = self.fold(side)
-                    if isinstance(value, tuple) and not all(0 <= v <= 1 for v in value):
+                    if (isinstance(value, tuple) and not all(0 <= v <= 1 for v in value)
+                            and self.is_position(other)):
                         self.diags.append(errors.target_outside(value, side.span))
 
     def defaults(self, macro: ast.FnDef) -> None:
@@ -136,6 +139,23 @@ class ConstChecker:
             return False
         fn = self.chosen.get(id(e))
         return fn is not None and fn.extern and fn.name in NUMERIC_INTRINSICS
+
+    def is_position(self, e, seen: frozenset[int] = frozenset()) -> bool:
+        """Whether `e` is a point of the image: a centroid (stdlib `centroid_of`, from any
+        source), through the functions and `let`s that return one. Arithmetic on points (a
+        difference of two centroids) is not one: the lowering's ranges judge those."""
+        if isinstance(e, ast.Name):
+            b = self.r.refs.get(id(e))
+            return (b is not None and b.kind in ("let", "global_let") and b.value is not None
+                    and self.is_position(b.value, seen))
+        if not isinstance(e, ast.Call):
+            return False
+        fn = self.chosen.get(id(e))
+        if fn is None or fn.extern or id(fn) in seen or fn.body is None or isinstance(fn.body, tuple):
+            return False
+        if fn.name == "centroid_of" and id(fn) in self._stdlib_fns:
+            return True
+        return self.is_position(fn.body, seen | {id(fn)})
 
     def fold(self, e):
         """The value of a constant Scalar or Vec2 expression, or None."""

@@ -72,6 +72,40 @@ def never_active(span: Span | None, inner: tuple[float, float], outer: tuple[flo
                       notes=(f"the constraint is active from {pct(inner)}, the call around it from {pct(outer)}",),
                       labels=_origin(used_at, span, "window of the call"))
 
+def _values(value) -> str:
+    return f"({value[0]:g}, {value[1]:g})" if isinstance(value, tuple) else f"{value:g}"
+
+
+def _side(name: str, found) -> str:
+    """`the left side lies in [0, 1]`, `the right side is 1.3`."""
+    from sgl.ir.ranges import fmt_interval
+
+    if found is None:
+        return f"{name} is not known before sampling"
+    if all(lo == hi for lo, hi in found):
+        return f"{name} is {_values(tuple(lo for lo, _ in found) if len(found) == 2 else found[0][0])}"
+    return f"{name} lies in " + " × ".join(fmt_interval(i) for i in found)
+
+
+def out_of_reach(value, found, label: str, span: Span | None) -> Diagnostic:
+    return Diagnostic("W021", f"target {_values(value)} is out of reach", span,
+                      severity=Severity.WARNING,
+                      hint="pick a target the property can take, or compare with `<` / `>`",
+                      notes=(f"in `{label}` {_side('the other side', found)}",))
+
+
+def settled_inequality(never: bool, sides, label: str, span: Span | None) -> Diagnostic:
+    left, right = sides
+    where = f"{_side('the left side', left)} and {_side('the right side', right)}"
+    if never:
+        return Diagnostic("W021", "constraint can never hold", span, severity=Severity.WARNING,
+                          hint="loosen the bound (or the margin): it asks for more than any image can give",
+                          notes=(f"in `{label}` {where}",))
+    return Diagnostic("W022", "constraint always holds, so it guides nothing", span,
+                      severity=Severity.WARNING,
+                      hint="tighten the bound, or drop the constraint",
+                      notes=(f"in `{label}` {where}",))
+
 # ----------------------------------------------------------------------------- long explanations (`sgl explain E103`)
 
 # code → (what it means, a program that reports it, the same program fixed, why the fix works).
@@ -115,6 +149,27 @@ _EXPLAINED: dict[str, tuple[str, str, str, str]] = {
         "A call's window intersects the windows of the constraints inside the macro: here the "
         "constraint runs in the first 30% of the steps, the call only in the last half, so it never "
         "runs and is dropped.",
+    ),
+    "W021": (
+        "A constraint asks for a value its property can never take.",
+        'prompt "a red circle and a blue square"\n'
+        "centroid(circle).x > 1.2                       # warning: x runs from 0 to 1\n",
+        'prompt "a red circle and a blue square"\n'
+        "centroid(circle).x > 0.7\n",
+        "The compiler knows the range of every property: positions and attention lie in [0, 1], "
+        "so do sizes, `mass_in` and `overlap`; the distance of two centroids is at most √2. A "
+        "target outside that range (`size(o) = 1.5`) or a bound beyond it (`apart(a, b, 2)`) "
+        "pulls for the whole run without ever being met.",
+    ),
+    "W022": (
+        "An inequality holds for every image, so it adds no guidance.",
+        'prompt "a red circle and a blue square"\n'
+        "centroid(circle).x < 1.2                       # warning: always true\n",
+        'prompt "a red circle and a blue square"\n'
+        "centroid(circle).x < 0.4\n",
+        "A hinge is zero when its inequality holds, and this one holds for every value its sides "
+        "can take (positions lie in [0, 1]): the term is zero at every step. The bound was "
+        "probably meant to be inside the image.",
     ),
     "E104": (
         "A weight is not a number known before sampling.",

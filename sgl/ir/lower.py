@@ -30,6 +30,7 @@ from sgl.ir.nodes import Graph, Node, Term
 from sgl.ir.ops import COMPILE_TIME, COMPUTED, INTRINSICS, LEAF_INTRINSICS, OP_OF_SYMBOL, result_type
 from sgl.ir.printer import fmt_const
 from sgl.ir.program import EnergyProgram
+from sgl.ir.ranges import contains, value_range
 from sgl.ir.walk import reads
 from sgl.syntax import ast
 
@@ -92,6 +93,7 @@ class _Lowerer:
         self._lets: dict[str, Value] = {}
         self._lets_in_progress: set[str] = set()
         self._stdlib_files = _stdlib_files()
+        self._ranges: dict = {}            # id(node) → value range (ir/ranges.py), shared by the warnings
 
     # ------------------------------------------------------------------------- statements
 
@@ -155,8 +157,6 @@ class _Lowerer:
             distance = next((m.distance for m in stmt.modifiers if isinstance(m, ast.Using)), "l1")
             root = self.op(distance, lhs, rhs)
             kind = "eq"
-            self.warn_outside(lhs, stmt.lhs, ctx)
-            self.warn_outside(rhs, stmt.rhs, ctx)
         else:
             small, big = (lhs, rhs) if stmt.op in ("<", "<=") else (rhs, lhs)
             excess = self.op("sub", small, big)
@@ -166,6 +166,10 @@ class _Lowerer:
             root = self.op("hinge", excess)
             kind, distance = "ineq", "hinge"
         self.add_term(stmt, root, kind, distance, weight, window, ctx)
+        if kind == "eq":
+            self.warn_unreachable(stmt, lhs, rhs, ctx)
+        else:
+            self.warn_settled(stmt, lhs, rhs, root.inputs[0], ctx)
 
     def objective(self, stmt: ast.Objective, ctx: _Ctx) -> None:
         value = self.node(stmt.expr, ctx)
@@ -370,13 +374,31 @@ class _Lowerer:
 
     # ------------------------------------------------------------------------- helpers
 
-    def warn_outside(self, side: Node, expr: ast.Expr, ctx: _Ctx) -> None:
-        if side.type != VEC2:
-            return
-        value = evaluate_const(side)
-        if isinstance(value, tuple) and not all(0.0 <= v <= 1.0 for v in value):
+    def warn_unreachable(self, stmt: ast.Constraint, lhs: Node, rhs: Node, ctx: _Ctx) -> None:
+        """`a = c` with a constant c outside every value a can take (W001 for a point of the
+        image, W021 otherwise). The other side's range, not c alone, decides: a difference of
+        two centroids may well be (-0.3, 0)."""
+        for side, other, expr in ((lhs, rhs, stmt.lhs), (rhs, lhs, stmt.rhs)):
+            value = evaluate_const(side)
+            found = None if value is None else value_range(other, self._ranges)
+            if found is None or len(found) != (2 if isinstance(value, tuple) else 1) or contains(found, value):
+                continue
             span = expr.span if self.is_user(expr.span) else (ctx.stmt_site or expr.span)
-            self.diagnostics.append(check_errors.target_outside(value, span))
+            if other.type == VEC2 and all(lo >= 0.0 and hi <= 1.0 for lo, hi in found):
+                self.diagnostics.append(check_errors.target_outside(value, span))
+            else:
+                self.diagnostics.append(errors.out_of_reach(value, found, self.label(stmt, ctx), span))
+
+    def warn_settled(self, stmt: ast.Constraint, lhs: Node, rhs: Node, excess: Node, ctx: _Ctx) -> None:
+        """An inequality whose hinge is positive for every value its sides can take (it can
+        never hold: W021) or never positive (it always holds and guides nothing: W022)."""
+        found = value_range(excess, self._ranges)
+        if found is None or found[0][0] <= 0.0 < found[0][1]:
+            return
+        lo = found[0][0]
+        sides = (value_range(lhs, self._ranges), value_range(rhs, self._ranges))
+        span = ctx.stmt_site or stmt.span
+        self.diagnostics.append(errors.settled_inequality(lo > 0.0, sides, self.label(stmt, ctx), span))
 
     def is_user(self, span: Span | None) -> bool:
         return span is not None and span.file not in self._stdlib_files
