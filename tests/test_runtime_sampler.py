@@ -589,3 +589,12 @@ def test_a_picture_is_decoded_only_at_the_steps_that_read_it(tiny_sd, monkeypatc
            features=[LATENT, PIXELS], computed_when={PIXELS: lambda step: step.index < 2})
     assert seen == [(i, i < 2, True) for i in range(steps)]
     assert decoded == [True, True, False]  # steps 0 and 1 with a gradient, then the final image
+
+
+@pytest.mark.parametrize("bad", [{"recurrence_until": 1.5}, {"recurrence_above": -0.1}, {"warmup": 2.0}])
+def test_sample_rejects_fractions_outside_zero_to_one(tiny_sd, bad):
+    """Called directly, `sample` checks the range that a program's settings are checked against
+    (as it checks `recurrence`: test_recurrence_needs_a_stateless_scheduler)."""
+    with pytest.raises(SGLError) as err:
+        sample(tiny_sd, prompt=PROMPT, steps=2, **bad)
+    assert err.value.diagnostics[0].code == "E231" and next(iter(bad)) in err.value.diagnostics[0].message

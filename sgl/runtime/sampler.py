@@ -960,6 +960,10 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     size = (height or info.default_resolution[0], width or info.default_resolution[1])
     if size[0] % info.vae_scale_factor or size[1] % info.vae_scale_factor:
         raise SGLError.single("E228", f"resolution {size[1]}x{size[0]} is not a multiple of {info.vae_scale_factor}")
+    for name, value in (("recurrence_until", recurrence_until), ("recurrence_above", recurrence_above),
+                        ("warmup", warmup)):
+        if not 0.0 <= value <= 1.0:   # the range a program's setting is checked against (E022)
+            raise SGLError.single("E231", f"`{name}` must be a number from 0 to 1, not {value!r}")
     names = [s.name for s in sources]
     if len(set(names)) != len(names) or SELF in names:
         raise ValueError(f"source names must be unique and not {SELF!r}: {names}")
