@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "recurrence": None,  # times each guided step is taken (self-recurrence); None = the model's
     "warmup": None,      # share of the steps over which v ramps up to its full value; None = the model's
     "recurrence_until": None,  # share of the steps (from the first) whose guided steps recur; None = the model's
+    "recurrence_early": None,  # share of the steps (from the first) whose recurring steps take one more
+                               # take; None = the model's
     "recurrence_above": None,  # a guided step recurs only while its energy is above this share of the
                                # run's largest so far; None = the model's
 }

@@ -60,7 +60,7 @@ COMMANDS = (
     Command("check", ":check", "check the whole program (the prompt must be set)"),
     Command("ir", ":ir", "print the energy IR of the program"),
     Command("run", ":run [--steps N] [--seed N] [--cfg X] [--strength X] [--recurrence N] [--recurrence-until X] "
-                   "[--recurrence-above X] [--warmup X]",
+                   "[--recurrence-above X] [--recurrence-early X] [--warmup X]",
             "sample the original and the edited image (the original is cached)"),
     Command("show", ":show", "print the latest images' paths and open them where a viewer exists"),
     Command("program", ":program", "print the program typed so far, with its line numbers"),
@@ -526,7 +526,8 @@ def _images_in(folder: Path) -> list[Path]:
 _RUN_FLAGS = {"--steps": ("steps", int), "--seed": ("seed", int), "--cfg": ("cfg", float),
               "--strength": ("strength", float), "--recurrence": ("recurrence", int),
               "--recurrence-until": ("recurrence_until", float),
-              "--recurrence-above": ("recurrence_above", float), "--warmup": ("warmup", float)}
+              "--recurrence-above": ("recurrence_above", float),
+              "--recurrence-early": ("recurrence_early", float), "--warmup": ("warmup", float)}
 
 
 def parse_run_args(rest: str) -> dict[str, Any]:

@@ -137,7 +137,8 @@ def test_setting_of_the_wrong_kind(line):
     assert "E022" in [c for c, _ in codes(src)]
 
 
-@pytest.mark.parametrize("line", ["steps 0", "resolution 0", "recurrence_until 1.5", "recurrence_above 2"])
+@pytest.mark.parametrize("line", ["steps 0", "resolution 0", "recurrence_until 1.5", "recurrence_above 2",
+                                  "recurrence_early 1.5"])
 def test_setting_out_of_range(line):
     assert codes(HEAD + line + "\n") == [("E024", 2)]
 
@@ -152,6 +153,7 @@ OVERRIDE_CASES = [
     ({"steps": 0, "sead": 3, "warmup": -0.5}, ["E020", "E024", "E024"]), ({"cfg": float("nan")}, ["E022"]),
     ({"resolution": "64y64"}, ["E022"]), ({"resolution": (64, 0)}, ["E024"]), ({"sead": None}, ["E020"]),
     ({"recurrence_until": -0.1}, ["E024"]), ({"recurrence_above": 1.5}, ["E024"]),
+    ({"recurrence_early": 2}, ["E024"]),
 ]
 
 

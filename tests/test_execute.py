@@ -204,13 +204,14 @@ def test_guidance_defaults_come_from_the_model(tiny_sd, tiny_sd_dir, tmp_path):
     assert (plain["strength"], plain["gradient"], plain["recurrence"], plain["warmup"]) == (1000.0, "raw", 1, 0.0)
     folder = tmp_path / "model"
     shutil.copytree(tiny_sd_dir, folder)
-    assert (plain["recurrence_until"], plain["recurrence_above"]) == (1.0, 0.0)
+    assert (plain["recurrence_until"], plain["recurrence_above"], plain["recurrence_early"]) == (1.0, 0.0, 0.0)
     (folder / "sgl.json").write_text(json.dumps({"strength": 0.25, "gradient": "unit", "recurrence": 2, "warmup": 0.3,
-                                                 "recurrence_until": 0.5, "recurrence_above": 0.05}))
+                                                 "recurrence_until": 0.5, "recurrence_above": 0.05,
+                                                 "recurrence_early": 0.25}))
     pipe, _ = load_pipeline(str(folder))
     settings = run.run(pipe=pipe, progress=False).settings  # the loaded object remembers its folder
-    tuned = ("strength", "gradient", "recurrence", "warmup", "recurrence_until", "recurrence_above")
-    assert tuple(settings[k] for k in tuned) == (0.25, "unit", 2, 0.3, 0.5, 0.05)
+    tuned = ("strength", "gradient", "recurrence", "warmup", "recurrence_until", "recurrence_above", "recurrence_early")
+    assert tuple(settings[k] for k in tuned) == (0.25, "unit", 2, 0.3, 0.5, 0.05, 0.25)
     mine = sgl.compile(PROGRAM + 'gradient "raw"\nstrength 7\nrecurrence 1\nwarmup 0\n')
     mine = mine.run(pipe=pipe, progress=False).settings
     assert (mine["strength"], mine["gradient"], mine["recurrence"], mine["warmup"]) == (7, "raw", 1, 0)

@@ -191,6 +191,7 @@ def test_run_arguments():
     assert parse_run_args("--recurrence 2 --strength 1.5") == {"recurrence": 2, "strength": 1.5}
     assert parse_run_args("--recurrence-until 0.5") == {"recurrence_until": 0.5}
     assert parse_run_args("--recurrence-above 0.05") == {"recurrence_above": 0.05}
+    assert parse_run_args("--recurrence-early 0.3") == {"recurrence_early": 0.3}
     with pytest.raises(ValueError, match="--stepz"):
         parse_run_args("--stepz 3")
     with pytest.raises(ValueError, match="integer"):

@@ -345,6 +345,28 @@ def test_recurrence_until_retakes_only_the_first_steps(tiny_sd):
     assert torch.equal(never.latents, once.latents)
 
 
+def test_recurrence_early_takes_the_first_steps_once_more(tiny_sd):
+    """`recurrence_early e`: guided steps i < e·steps that recur are taken once more than
+    `recurrence` says; over every step that is `recurrence N + 1`, draw for draw; at 0 it is
+    `recurrence N`; with `recurrence 1` nothing recurs and it does nothing."""
+    steps = 4
+    common = dict(prompt=PROMPT, seed=3, steps=steps, cfg=7.5, tokens={"dog": "dog"}, energy=push_dog_right,
+                  gradient="unit", strength=2.0, recurrence=3)
+    calls, handle = _count_unet_calls(tiny_sd)
+    try:
+        half = sample(tiny_sd, recurrence_early=0.5, **common)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 * steps + 2 * (3 + 3 + 2)  # steps 0, 1 re-taken thrice, step 2 twice
+    thrice = sample(tiny_sd, **common)
+    assert (half.latents - thrice.latents).abs().max() > 1e-4
+    assert torch.equal(sample(tiny_sd, recurrence_early=0.0, **common).latents, thrice.latents)
+    four = sample(tiny_sd, **{**common, "recurrence": 4})
+    assert torch.equal(sample(tiny_sd, recurrence_early=1.0, **common).latents, four.latents)
+    once = sample(tiny_sd, **{**common, "recurrence": 1})
+    assert torch.equal(sample(tiny_sd, **{**common, "recurrence": 1, "recurrence_early": 1.0}).latents, once.latents)
+
+
 def test_recurrence_above_retakes_only_steps_far_from_met(tiny_sd):
     """`recurrence_above a`: a guided step but the last is re-taken only while its energy is
     above a times the largest first-take energy so far. The count of UNet calls follows that rule
@@ -591,7 +613,8 @@ def test_a_picture_is_decoded_only_at_the_steps_that_read_it(tiny_sd, monkeypatc
     assert decoded == [True, True, False]  # steps 0 and 1 with a gradient, then the final image
 
 
-@pytest.mark.parametrize("bad", [{"recurrence_until": 1.5}, {"recurrence_above": -0.1}, {"warmup": 2.0}])
+@pytest.mark.parametrize("bad", [{"recurrence_until": 1.5}, {"recurrence_above": -0.1}, {"recurrence_early": 1.2},
+                                 {"warmup": 2.0}])
 def test_sample_rejects_fractions_outside_zero_to_one(tiny_sd, bad):
     """Called directly, `sample` checks the range that a program's settings are checked against
     (as it checks `recurrence`: test_recurrence_needs_a_stateless_scheduler)."""

@@ -115,7 +115,8 @@ def test_shapes_recommends_the_tuned_unit_gradient():
     assert model_defaults(info) == {"strength": saved["strength"], "gradient": "unit", "cfg": saved["cfg"],
                                     "recurrence": saved.get("recurrence", 1), "warmup": saved.get("warmup", 0.0),
                                     "recurrence_until": saved.get("recurrence_until", 1.0),
-                                    "recurrence_above": saved.get("recurrence_above", 0.0)}
+                                    "recurrence_above": saved.get("recurrence_above", 0.0),
+                                    "recurrence_early": saved.get("recurrence_early", 0.0)}
     assert saved["warmup"] > 0  # session 22: resize ×1.5 47 → 56 of 64
     assert 0 < saved["recurrence_above"] < 1  # session 26: moves in 44 % less time, the same edits
 

@@ -57,20 +57,23 @@ EXPLANATIONS: dict[str, Explanation] = {e.code: e for e in [
        P + "object c = \"red circle\"\nfor o in [c] {\n    size(o) = 0.2\n}\n"),
     _e("E020", "unknown setting",
        "Settings are a fixed table: prompt, negative, seed, steps, cfg, resolution, strength, "
-       "model, scheduler, layers, features, start, gradient, recurrence, recurrence_until, recurrence_above, warmup.",
+       "model, scheduler, layers, features, start, gradient, recurrence, recurrence_until, recurrence_above, "
+       "recurrence_early, warmup.",
        P + "sead 7\n", P + "seed 7\n"),
     _e("E021", "setting given twice", "Each setting has one value; the second would silently win.",
        P + "seed 1\nseed 2\n", P + "seed 2\n"),
     _e("E022", "setting value of the wrong kind",
        "prompt/negative/model/scheduler/layers/start/gradient take strings, seed, steps and recurrence "
-       "integers, cfg and strength numbers, warmup, recurrence_until and recurrence_above numbers from 0 to 1, "
+       "integers, cfg and strength numbers, warmup, recurrence_until, recurrence_above and recurrence_early "
+       "numbers from 0 to 1, "
        "resolution `N` or `WxH`.",
        P + "seed 7.5\n", P + "seed 7\n"),
     _e("E023", "missing prompt",
        "Every program says what to generate; constraints name the prompt's words.",
        "seed 7\n", P + "seed 7\n"),
     _e("E024", "setting out of range",
-       "steps and recurrence must be at least 1, warmup, recurrence_until and recurrence_above from 0 to 1 "
+       "steps and recurrence must be at least 1, warmup, recurrence_until, recurrence_above and "
+       "recurrence_early from 0 to 1 "
        "and a resolution positive.",
        P + "steps 0\n", P + "steps 20\n"),
     _e("E025", "unknown scheduler",

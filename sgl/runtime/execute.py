@@ -33,13 +33,14 @@ REPORT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # steps whose attention maps the repo
 
 # Settings a model recommends when a program sets none: its folder's `sgl.json`
 # ({"strength": v, "gradient": "raw"|"unit", "cfg": s, "recurrence": n, "recurrence_until": u,
-# "recurrence_above": a, "warmup": w}; the embedded `shapes` model ships one, tuned on `sgl bench
+# "recurrence_above": a, "recurrence_early": e, "warmup": w}; the embedded `shapes` model ships one, tuned on `sgl bench
 # edits`), else its family's. Stable Diffusion: the public ports use about 1000 with the raw gradient
 # (eps += 1000·∇g), diffusers' cfg 7.5, no recurrence, no warmup.
 SD_DEFAULTS = {"strength": 1000.0, "gradient": "raw", "cfg": 7.5, "recurrence": 1, "recurrence_until": 1.0,
-               "recurrence_above": 0.0, "warmup": 0.0}
+               "recurrence_above": 0.0, "recurrence_early": 0.0, "warmup": 0.0}
 # the settings a model may recommend
-TUNED = ("strength", "gradient", "cfg", "recurrence", "recurrence_until", "recurrence_above", "warmup")
+TUNED = ("strength", "gradient", "cfg", "recurrence", "recurrence_until", "recurrence_above", "recurrence_early",
+         "warmup")
 FAMILY_DEFAULTS = {"sd": SD_DEFAULTS, "sdxl": SD_DEFAULTS}
 OTHER_DEFAULTS = {**SD_DEFAULTS, "strength": 1.0}
 
@@ -61,7 +62,7 @@ def model_defaults(info) -> dict:
                 out["cfg"] = float(saved["cfg"])
             if "recurrence" in saved:
                 out["recurrence"] = max(1, int(saved["recurrence"]))
-            for share in ("warmup", "recurrence_until", "recurrence_above"):
+            for share in ("warmup", "recurrence_until", "recurrence_above", "recurrence_early"):
                 if share in saved:
                     out[share] = min(1.0, max(0.0, float(saved[share])))
         except (ValueError, TypeError, OSError, AttributeError):
@@ -212,6 +213,7 @@ def execute(program, pipe=None, *, device=None, dtype=None, progress: bool = Tru
         gradient=str(settings["gradient"]).lower(), recurrence=settings["recurrence"],
         recurrence_until=float(settings["recurrence_until"]),
         recurrence_above=float(settings["recurrence_above"]),
+        recurrence_early=float(settings["recurrence_early"]),
         warmup=float(settings["warmup"]),
         energy=energy_fn if energy.terms else None,
         guide_when=lambda step: any(evaluator.active(step.index, step.num_steps)),

@@ -439,8 +439,8 @@ class _Sampler:
     """State of one guided sampling call; `run()` does the work."""
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
-                 recurrence, recurrence_until, recurrence_above, warmup, energy, guide_when, scheduler,
-                 attn_layers, layer_span, tokens, features, sources, eta, checkpointing, loss_scale, progress,
+                 recurrence, recurrence_until, recurrence_above, recurrence_early, warmup, energy, guide_when,
+                 scheduler, attn_layers, layer_span, tokens, features, sources, eta, checkpointing, loss_scale, progress,
                  keep_steps, cache_sources, start_latents, observe, prompt_span, feature_prompt="guided",
                  computed_when=None):
         self.pipe, self.info = pipe, info
@@ -468,6 +468,7 @@ class _Sampler:
         self.recurrence = _recurrence(recurrence, self.base_scheduler)
         self.recurrence_until = float(recurrence_until)
         self.recurrence_above = float(recurrence_above)
+        self.recurrence_early = float(recurrence_early)
         self.peak_energy = 0.0  # the largest `StepTrace.size` of a guided step's first take so far
         self.warmup = float(warmup)
         # the noise of re-taken steps: its own stream, so the run's other draws do not change
@@ -764,7 +765,8 @@ class _Sampler:
                 self._observe(step, recorded, record)
         self._advance(self.guided, eps.get((SELF, "u")), eps_c, timestep, self._guidance(step, grad))
         if guided_now and self._recurs(step, size):
-            self._recur(recorder, step, timestep, recorded)
+            early = step.index < self.recurrence_early * step.num_steps
+            self._recur(recorder, step, timestep, recorded, self.recurrence - 1 + early)
         for run in self.sources:
             if run.kind == "generate":
                 self._advance(run, eps.get((run.name, "u")), eps[(run.name, "c")], timestep)
@@ -797,15 +799,15 @@ class _Sampler:
             return size > self.recurrence_above * self.peak_energy
         return True
 
-    def _recur(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded]) -> None:
-        """Universal Guidance's self-recurrence: `recurrence − 1` more times, noise the guided
+    def _recur(self, recorder, step: StepInfo, timestep, recorded: dict[str, Recorded], retakes: int) -> None:
+        """Universal Guidance's self-recurrence: `retakes` more times, noise the guided
         step's result back to step t (z_t = sqrt(ᾱ_t/ᾱ_p)·z_p + sqrt(1 − ᾱ_t/ᾱ_p)·ε) and take
         the guided step again, so that the guidance acts for longer where the layout forms
         while the model keeps the latent on its manifold. Sources are not re-run: their step-t
         recordings stay the targets."""
         g = self.guided
         alpha_t, alpha_prev = step_alphas(g.scheduler, timestep)
-        for _ in range(self.recurrence - 1):
+        for _ in range(retakes):
             noise = torch.randn(g.latents.shape, generator=self.recur_generator, dtype=torch.float32)
             g.latents = renoise(g.latents, alpha_t, alpha_prev, noise.to(g.latents))
             eps_u = None
@@ -919,7 +921,7 @@ def out_of_memory_error(exc: BaseException, span: Span | None = None) -> SGLErro
 def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, steps: int = 50,
            cfg: float = 7.5, height: int | None = None, width: int | None = None,
            strength: float = 0.0, gradient: str = "raw", recurrence: int = 1, recurrence_until: float = 1.0,
-           recurrence_above: float = 0.0, warmup: float = 0.0,
+           recurrence_above: float = 0.0, recurrence_early: float = 0.0, warmup: float = 0.0,
            energy: EnergyFn | None = None,
            guide_when: Callable[[StepInfo], bool] | None = None,
            tokens: TokenRequest | None = None, features: Sequence[str] = (),
@@ -942,7 +944,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     diffusers scheduler instance (default: a copy of the pipeline's). `recurrence`: take each
     guided step that many times, noising its result back in between (DDIM/DDPM only; see
     `_Sampler._recur`), in the first `recurrence_until` of the steps, while the step's energy is
-    above `recurrence_above` times the largest so far. `warmup`: the share of the
+    above `recurrence_above` times the largest so far; in the first `recurrence_early` of the
+    steps a step that recurs is taken once more (the layout forms there). `warmup`: the share of the
     steps over which v ramps up linearly (`warmup_factor`). `attn_layers`: a `layers "…"`
     pattern (None = profile).
     `keep_steps`: steps at which every run's recordings are returned in `result.kept`;
@@ -961,7 +964,7 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     if size[0] % info.vae_scale_factor or size[1] % info.vae_scale_factor:
         raise SGLError.single("E228", f"resolution {size[1]}x{size[0]} is not a multiple of {info.vae_scale_factor}")
     for name, value in (("recurrence_until", recurrence_until), ("recurrence_above", recurrence_above),
-                        ("warmup", warmup)):
+                        ("recurrence_early", recurrence_early), ("warmup", warmup)):
         if not 0.0 <= value <= 1.0:   # the range a program's setting is checked against (E022)
             raise SGLError.single("E231", f"`{name}` must be a number from 0 to 1, not {value!r}")
     names = [s.name for s in sources]
@@ -970,7 +973,8 @@ def sample(pipe, *, prompt: str, negative: str | None = None, seed: int = 0, ste
     try:
         sampler = _Sampler(pipe, info, prompt=prompt, negative=negative, seed=seed, steps=steps, cfg=cfg,
                            size=size, strength=strength, gradient=gradient, recurrence=recurrence,
-                           recurrence_until=recurrence_until, recurrence_above=recurrence_above, warmup=warmup,
+                           recurrence_until=recurrence_until, recurrence_above=recurrence_above,
+                           recurrence_early=recurrence_early, warmup=warmup,
                            energy=energy, guide_when=guide_when,
                            scheduler=scheduler, attn_layers=attn_layers, layer_span=layer_span,
                            tokens=tokens or {}, features=features, sources=sources, eta=eta,

@@ -11,7 +11,7 @@ SETTINGS: dict[str, str] = {
     "layers": "string", "seed": "count", "steps": "positive", "cfg": "number",
     "strength": "number", "resolution": "resolution", "start": "string", "gradient": "string",
     "recurrence": "positive", "features": "string", "warmup": "fraction",
-    "recurrence_until": "fraction", "recurrence_above": "fraction",
+    "recurrence_until": "fraction", "recurrence_above": "fraction", "recurrence_early": "fraction",
 }
 
 # name → a line that sets it, for hints ("write `seed 7`")
@@ -22,4 +22,5 @@ EXAMPLES: dict[str, str] = {
     "resolution": "resolution 512x768", "start": 'start "photo"', "gradient": 'gradient "unit"',
     "recurrence": "recurrence 3", "features": 'features "up_blocks.2"', "warmup": "warmup 0.2",
     "recurrence_until": "recurrence_until 0.5", "recurrence_above": "recurrence_above 0.1",
+    "recurrence_early": "recurrence_early 0.3",
 }
