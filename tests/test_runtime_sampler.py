@@ -326,22 +326,30 @@ def test_recurrence_retakes_each_guided_step(tiny_sd):
     assert torch.equal(unguided.latents, _pipe_latents(tiny_sd))
 
 
+# four guided steps of a run with `recurrence 3`, for the tests of where steps recur
+RECURRING = dict(prompt=PROMPT, seed=3, steps=4, cfg=7.5, tokens={"dog": "dog"}, energy=push_dog_right,
+                 gradient="unit", strength=2.0, recurrence=3)
+
+
+def _sample_counted(pipe, **kwargs):
+    """`sample(pipe, **RECURRING, **kwargs)` and the number of UNet calls it made."""
+    calls, handle = _count_unet_calls(pipe)
+    try:
+        result = sample(pipe, **{**RECURRING, **kwargs})
+    finally:
+        handle.remove()
+    return result, len(calls)
+
+
 def test_recurrence_until_retakes_only_the_first_steps(tiny_sd):
     """`recurrence_until u`: only guided steps i < u·steps are re-taken; at 0 none is, and the
     run is the one without recurrence, draw for draw."""
-    steps = 4
-    common = dict(prompt=PROMPT, seed=3, steps=steps, cfg=7.5, tokens={"dog": "dog"}, energy=push_dog_right,
-                  gradient="unit", strength=2.0, recurrence=3)
-    calls, handle = _count_unet_calls(tiny_sd)
-    try:
-        half = sample(tiny_sd, recurrence_until=0.5, **common)
-    finally:
-        handle.remove()
-    assert len(calls) == 2 * steps + 2 * 2 * 2  # steps 0 and 1 of 4 re-taken twice
-    full = sample(tiny_sd, **common)
+    half, calls = _sample_counted(tiny_sd, recurrence_until=0.5)
+    assert calls == 2 * 4 + 2 * 2 * 2  # steps 0 and 1 of 4 re-taken twice
+    full = sample(tiny_sd, **RECURRING)
     assert (half.latents - full.latents).abs().max() > 1e-4
-    never = sample(tiny_sd, recurrence_until=0.0, **common)
-    once = sample(tiny_sd, **{**common, "recurrence": 1})
+    never = sample(tiny_sd, **{**RECURRING, "recurrence_until": 0.0})
+    once = sample(tiny_sd, **{**RECURRING, "recurrence": 1})
     assert torch.equal(never.latents, once.latents)
 
 
@@ -349,22 +357,16 @@ def test_recurrence_early_takes_the_first_steps_once_more(tiny_sd):
     """`recurrence_early e`: guided steps i < e·steps that recur are taken once more than
     `recurrence` says; over every step that is `recurrence N + 1`, draw for draw; at 0 it is
     `recurrence N`; with `recurrence 1` nothing recurs and it does nothing."""
-    steps = 4
-    common = dict(prompt=PROMPT, seed=3, steps=steps, cfg=7.5, tokens={"dog": "dog"}, energy=push_dog_right,
-                  gradient="unit", strength=2.0, recurrence=3)
-    calls, handle = _count_unet_calls(tiny_sd)
-    try:
-        half = sample(tiny_sd, recurrence_early=0.5, **common)
-    finally:
-        handle.remove()
-    assert len(calls) == 2 * steps + 2 * (3 + 3 + 2)  # steps 0, 1 re-taken thrice, step 2 twice
-    thrice = sample(tiny_sd, **common)
+    half, calls = _sample_counted(tiny_sd, recurrence_early=0.5)
+    assert calls == 2 * 4 + 2 * (3 + 3 + 2)  # steps 0, 1 re-taken thrice, step 2 twice
+    thrice = sample(tiny_sd, **RECURRING)
     assert (half.latents - thrice.latents).abs().max() > 1e-4
-    assert torch.equal(sample(tiny_sd, recurrence_early=0.0, **common).latents, thrice.latents)
-    four = sample(tiny_sd, **{**common, "recurrence": 4})
-    assert torch.equal(sample(tiny_sd, recurrence_early=1.0, **common).latents, four.latents)
-    once = sample(tiny_sd, **{**common, "recurrence": 1})
-    assert torch.equal(sample(tiny_sd, **{**common, "recurrence": 1, "recurrence_early": 1.0}).latents, once.latents)
+    assert torch.equal(sample(tiny_sd, **{**RECURRING, "recurrence_early": 0.0}).latents, thrice.latents)
+    four = sample(tiny_sd, **{**RECURRING, "recurrence": 4})
+    assert torch.equal(sample(tiny_sd, **{**RECURRING, "recurrence_early": 1.0}).latents, four.latents)
+    once = sample(tiny_sd, **{**RECURRING, "recurrence": 1})
+    assert torch.equal(sample(tiny_sd, **{**RECURRING, "recurrence": 1, "recurrence_early": 1.0}).latents,
+                       once.latents)
 
 
 def test_recurrence_above_retakes_only_steps_far_from_met(tiny_sd):

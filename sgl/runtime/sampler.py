@@ -440,8 +440,8 @@ class _Sampler:
 
     def __init__(self, pipe, info, *, prompt, negative, seed, steps, cfg, size, strength, gradient,
                  recurrence, recurrence_until, recurrence_above, recurrence_early, warmup, energy, guide_when,
-                 scheduler, attn_layers, layer_span, tokens, features, sources, eta, checkpointing, loss_scale, progress,
-                 keep_steps, cache_sources, start_latents, observe, prompt_span, feature_prompt="guided",
+                 scheduler, attn_layers, layer_span, tokens, features, sources, eta, checkpointing, loss_scale,
+                 progress, keep_steps, cache_sources, start_latents, observe, prompt_span, feature_prompt="guided",
                  computed_when=None):
         self.pipe, self.info = pipe, info
         if feature_prompt not in FEATURE_PROMPTS:
