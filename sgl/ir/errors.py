@@ -10,6 +10,7 @@ import textwrap
 from typing import Sequence
 
 from sgl.diagnostics import Diagnostic, Label, Severity, Span
+from sgl.ir.ranges import fmt_interval
 
 
 def _origin(call: Span | None, span: Span | None, what: str) -> tuple[Label, ...]:
@@ -78,8 +79,6 @@ def _values(value) -> str:
 
 def _side(name: str, found) -> str:
     """`the left side lies in [0, 1]`, `the right side is 1.3`."""
-    from sgl.ir.ranges import fmt_interval
-
     if found is None:
         return f"{name} is not known before sampling"
     if all(lo == hi for lo, hi in found):

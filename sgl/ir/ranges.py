@@ -54,7 +54,7 @@ def _rule(n: Node, ins: list[Range | None], known: dict) -> Range | None:
     if op == "detach":
         return ins[0]
     if op == "pack":
-        return _join(ins, lambda a, b: (a[0], b[0]))
+        return None if None in ins else (ins[0][0], ins[1][0])
     if op in ("get_x", "get_y"):
         return None if ins[0] is None else (ins[0][0 if op == "get_x" else 1],)
     if op == "neg":
@@ -151,10 +151,6 @@ def _broadcast(fn, a: Range | None, b: Range | None, type) -> Range | None:
     return None
 
 
-def _join(ins: list[Range | None], pick) -> Range | None:
-    return None if any(r is None for r in ins) else pick(*ins)
-
-
 def _hull(a: Interval, b: Interval) -> Interval:
     return (min(a[0], b[0]), max(a[1], b[1]))
 
@@ -180,10 +176,6 @@ def _norm(v: Range) -> Interval:
     lo = math.hypot(*(max(i[0], -i[1], 0.0) for i in v))
     hi = math.hypot(*(max(abs(i[0]), abs(i[1])) for i in v))
     return (lo, hi)
-
-
-def bounded(r: Range | None) -> bool:
-    return r is not None and all(math.isfinite(lo) and math.isfinite(hi) for lo, hi in r)
 
 
 def contains(r: Range, value: float | tuple[float, float]) -> bool:
